@@ -1,0 +1,183 @@
+/* `authd serve [--no-worker]`: migrate (SQLite always, PostgreSQL with
+ * DATABASE__AUTO_MIGRATE), open the KV store, serve HTTP, run the job
+ * runner, and on SIGTERM/SIGINT stop accepting, let in-flight requests
+ * finish (bounded by APP__SHUTDOWN_GRACE_SECONDS) and exit 0. Signals are
+ * blocked in every thread and taken synchronously here with sigwait. */
+#include "api/api.h"
+#include "app.h"
+#include "cli/cli.h"
+#include "jobs/runner.h"
+#include "store/migrate.h"
+#include "util/log.h"
+#include "util/timeutil.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define BLOCKING_THREADS 4
+#define BLOCKING_QUEUE 1024
+
+static void pool_metrics(struct buf *out, void *ctx)
+{
+    struct app *app = ctx;
+    struct db_pool_stats st;
+    db_pool_stats(app->db, &st);
+    int queued = 0, running = 0;
+    workq_stats(app->blocking, &queued, &running);
+    buf_printf(out,
+               "# HELP auth_service_db_pool_connections Database connections by state.\n"
+               "# TYPE auth_service_db_pool_connections gauge\n"
+               "auth_service_db_pool_connections{state=\"in_use\"} %d\n"
+               "auth_service_db_pool_connections{state=\"idle\"} %d\n"
+               "# HELP auth_service_db_pool_max Largest number of database connections.\n"
+               "# TYPE auth_service_db_pool_max gauge\n"
+               "auth_service_db_pool_max %d\n"
+               "# HELP auth_service_worker_jobs Off-event-loop jobs by state.\n"
+               "# TYPE auth_service_worker_jobs gauge\n"
+               "auth_service_worker_jobs{pool=\"blocking\",state=\"queued\"} %d\n"
+               "auth_service_worker_jobs{pool=\"blocking\",state=\"running\"} %d\n",
+               st.in_use, st.idle, st.max, queued, running);
+}
+
+static int migrate_at_start(const struct config *cfg, struct db *db)
+{
+    int applied = 0, pending = 0;
+    if (db_kind(db) == DB_SQLITE || cfg->database.auto_migrate) {
+        if (migrate_apply(db, &applied) != RC_OK) {
+            fprintf(stderr, "authd: applying migrations failed\n");
+            return 1;
+        }
+        if (applied)
+            log_msg(LOG_INFO, "migrations_applied", "%d migration(s) applied", applied);
+        return 0;
+    }
+    if (migrate_pending(db, &pending) != RC_OK) {
+        fprintf(stderr, "authd: cannot read the migration ledger\n");
+        return 1;
+    }
+    if (pending) {
+        fprintf(stderr, "authd: %d pending migration(s); run `authd migrate` first "
+                        "(or set DATABASE__AUTO_MIGRATE=true)\n", pending);
+        return 1;
+    }
+    return 0;
+}
+
+static void drain(struct app *app, int grace_s)
+{
+    http_server_quiesce(app->http);
+    int64_t deadline = time_mono_us() + (int64_t)grace_s * 1000000;
+    while (http_server_inflight(app->http) > 0 && time_mono_us() < deadline) {
+        struct timespec ts = {0, 20 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    int left = http_server_inflight(app->http);
+    if (left > 0)
+        log_msg(LOG_WARNING, "shutdown_grace_expired", "%d request(s) still in flight", left);
+}
+
+int cli_serve(int argc, char **argv)
+{
+    bool worker = true;
+    for (int i = 2; i < argc; i++) {
+        if (strcmp(argv[i], "--no-worker") == 0) {
+            worker = false;
+        } else {
+            fprintf(stderr, "authd serve: unknown option %s\n", argv[i]);
+            return 2;
+        }
+    }
+    /* Block the stop signals before any thread exists so every thread
+     * inherits the mask and only sigwait below sees them. */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    struct config *cfg = NULL;
+    struct app app = {0};
+    struct jobs *jobs = NULL;
+    int code = cli_load_config(&cfg);
+    if (code)
+        goto out;
+    app.cfg = cfg;
+    log_start_flusher();
+    code = cli_open_db(cfg, &app.db);
+    if (code)
+        goto out;
+    code = migrate_at_start(cfg, app.db);
+    if (code)
+        goto out;
+    if (kv_open(cfg->redis.url, &app.kv) != RC_OK) {
+        fprintf(stderr, "authd: cannot use REDIS__URL\n");
+        code = 2;
+        goto out;
+    }
+    app.blocking = workq_new(BLOCKING_THREADS, BLOCKING_QUEUE);
+
+    size_t nroutes;
+    const struct http_route *routes = api_routes(cfg->app.test_hooks, &nroutes);
+    struct http_opts ho = {
+        .host = cfg->app.host,
+        .port = cfg->app.port,
+        .threads = cfg->app.http_threads,
+        .connection_timeout_s = cfg->app.connection_timeout_seconds,
+        .max_body_bytes = (size_t)cfg->app.max_body_bytes,
+        .max_header_bytes = (size_t)cfg->app.max_header_bytes,
+        .development = cfg->app.environment == ENV_DEVELOPMENT,
+        .trusted_proxy_cidrs = (const char *const *)cfg->app.trusted_proxy_cidrs.items,
+        .n_trusted_proxy_cidrs = cfg->app.trusted_proxy_cidrs.n,
+        .allowed_hosts = (const char *const *)cfg->app.allowed_hosts.items,
+        .n_allowed_hosts = cfg->app.allowed_hosts.n,
+        .app = &app,
+    };
+    app.http = http_server_new(&ho, routes, nroutes);
+    if (!app.http) {
+        code = 1;
+        goto out;
+    }
+    http_server_set_metrics_extra(app.http, pool_metrics, &app);
+    if (http_server_start(app.http) != RC_OK) {
+        fprintf(stderr, "authd: cannot listen on %s:%d\n", cfg->app.host, cfg->app.port);
+        log_msg(LOG_CRITICAL, "listen_failed", "cannot listen on %s:%d", cfg->app.host,
+                cfg->app.port);
+        code = 1;
+        goto out;
+    }
+    if (worker)
+        jobs = jobs_start(&app);
+    {
+        struct log_line l;
+        log_begin(&l, LOG_INFO, "server_started", NULL);
+        log_str(&l, "host", cfg->app.host);
+        log_int(&l, "port", http_server_port(app.http));
+        log_int(&l, "threads", cfg->app.http_threads);
+        log_str(&l, "database", db_kind(app.db) == DB_SQLITE ? "sqlite" : "postgresql");
+        log_str(&l, "kv", kv_is_shared(app.kv) ? "redis" : "memory");
+        log_bool(&l, "worker", worker);
+        log_end(&l);
+    }
+    int sig = 0;
+    sigwait(&set, &sig);
+    log_msg(LOG_INFO, "shutdown_started", "signal %d: draining", sig);
+    drain(&app, cfg->app.shutdown_grace_seconds);
+    code = 0;
+out:
+    jobs_stop(jobs);
+    /* Finish offloaded work (it resumes its connections) before the daemon
+     * goes away, then close every connection. */
+    workq_free(app.blocking);
+    http_server_free(app.http);
+    kv_close(app.kv);
+    db_close(app.db);
+    if (code == 0 && cfg)
+        log_msg(LOG_INFO, "shutdown_complete", "bye");
+    log_shutdown();
+    config_free(cfg);
+    return code;
+}

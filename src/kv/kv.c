@@ -1,0 +1,139 @@
+/* kv dispatcher: chooses the backend from the URL, checks every argument
+ * against the limits of kv.h, and forwards to the backend's const ops table
+ * (kv_int.h). Backends therefore never see NULL keys, oversized values or
+ * out-of-range TTLs. Holds no state of its own. */
+#include "kv/kv.h"
+#include "kv/kv_int.h"
+
+#include <string.h>
+
+#include "util/log.h"
+#include "util/str.h"
+
+rc_t kv_open(const char *redis_url, struct kv **out)
+{
+    *out = NULL;
+    if (!redis_url || !*redis_url)
+        return kv_mem_new(out);
+    if (str_istarts_with(redis_url, "rediss://")) {
+        log_msg(LOG_ERROR, "kv_open_failed",
+                "rediss:// is not supported: hiredis built without TLS");
+        return RC_INVALID;
+    }
+    if (!str_istarts_with(redis_url, "redis://"))
+        return RC_INVALID;
+    return kv_redis_new(redis_url, out);
+}
+
+void kv_close(struct kv *kv)
+{
+    if (kv)
+        kv->ops->close(kv);
+}
+
+bool kv_is_shared(const struct kv *kv)
+{
+    return kv->ops->shared;
+}
+
+/* strlen bounded by KV_KEY_MAX; 0 means invalid (NULL, empty or too long). */
+static size_t key_len(const char *key)
+{
+    if (!key)
+        return 0;
+    size_t n = strnlen(key, KV_KEY_MAX + 1);
+    return n > KV_KEY_MAX ? 0 : n;
+}
+
+static bool ttl_ok(int64_t ttl_ms)
+{
+    return ttl_ms <= KV_TTL_MAX_MS;
+}
+
+rc_t kv_get(struct kv *kv, const char *key, char **out)
+{
+    *out = NULL;
+    size_t klen = key_len(key);
+    if (!klen)
+        return RC_INVALID;
+    return kv->ops->get(kv, key, klen, out);
+}
+
+static rc_t set_common(struct kv *kv, const char *key, const char *val, int64_t ttl_ms, bool nx,
+                       bool *out_set)
+{
+    *out_set = false;
+    size_t klen = key_len(key);
+    if (!klen || !val || strnlen(val, KV_VAL_MAX + 1) > KV_VAL_MAX || !ttl_ok(ttl_ms))
+        return RC_INVALID;
+    return kv->ops->set(kv, key, klen, val, ttl_ms, nx, out_set);
+}
+
+rc_t kv_set(struct kv *kv, const char *key, const char *val, int64_t ttl_ms)
+{
+    bool set;
+    return set_common(kv, key, val, ttl_ms, false, &set);
+}
+
+rc_t kv_set_nx(struct kv *kv, const char *key, const char *val, int64_t ttl_ms, bool *out_set)
+{
+    return set_common(kv, key, val, ttl_ms, true, out_set);
+}
+
+rc_t kv_del(struct kv *kv, const char *key)
+{
+    size_t klen = key_len(key);
+    if (!klen)
+        return RC_INVALID;
+    return kv->ops->del(kv, key, klen);
+}
+
+rc_t kv_getdel(struct kv *kv, const char *key, char **out)
+{
+    *out = NULL;
+    size_t klen = key_len(key);
+    if (!klen)
+        return RC_INVALID;
+    return kv->ops->getdel(kv, key, klen, out);
+}
+
+rc_t kv_incr(struct kv *kv, const char *key, int64_t ttl_ms, enum kv_ttl_mode mode, int64_t *out)
+{
+    *out = 0;
+    size_t klen = key_len(key);
+    if (!klen || !ttl_ok(ttl_ms) || (mode != KV_TTL_ON_CREATE && mode != KV_TTL_ALWAYS))
+        return RC_INVALID;
+    return kv->ops->incr(kv, key, klen, ttl_ms, mode, out);
+}
+
+rc_t kv_ttl(struct kv *kv, const char *key, int64_t *out_ms)
+{
+    *out_ms = -2;
+    size_t klen = key_len(key);
+    if (!klen)
+        return RC_INVALID;
+    return kv->ops->ttl(kv, key, klen, out_ms);
+}
+
+rc_t kv_window_hit(struct kv *kv, const char *key, int64_t now_ms, int64_t window_ms, int64_t limit,
+                   bool *out_allowed, int64_t *out_retry_after_ms)
+{
+    *out_allowed = false;
+    *out_retry_after_ms = 0;
+    size_t klen = key_len(key);
+    if (!klen || now_ms < 0 || now_ms > KV_TIME_MAX_MS || window_ms < 1 ||
+        window_ms > KV_TTL_MAX_MS || limit < 1 || limit > KV_WINDOW_LIMIT_MAX)
+        return RC_INVALID;
+    return kv->ops->window_hit(kv, key, klen, now_ms, window_ms, limit, out_allowed,
+                               out_retry_after_ms);
+}
+
+rc_t kv_ping(struct kv *kv)
+{
+    return kv->ops->ping(kv);
+}
+
+int kv_sweep(struct kv *kv)
+{
+    return kv->ops->sweep(kv);
+}

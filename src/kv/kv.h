@@ -1,0 +1,85 @@
+/* Ephemeral key-value state (data-model §10): rate limits, lockout counters,
+ * OTP and OAuth state, session cache. Two backends behind one API: an
+ * in-process store (sharded locks, lazy expiry plus kv_sweep) and Redis
+ * (hiredis, reconnecting). Values are byte strings without NUL.
+ *
+ * TTLs are milliseconds; ttl_ms <= 0 means "no expiry". Every operation is
+ * atomic per key on both backends. Errors: RC_UNAVAILABLE when Redis cannot
+ * be reached, times out (KV command timeout 1 s) or all pooled connections
+ * stay busy (callers decide to fail open or closed), RC_INVALID for bad
+ * arguments (NULL/empty key, sizes over the limits below), RC_CONFLICT when
+ * the key holds the other kind of value (string vs. window log) or kv_incr
+ * meets a non-integer value or would overflow. Thread-safe: one struct kv
+ * is shared by all threads. See docs/kv.md. */
+#ifndef AUTHD_KV_KV_H
+#define AUTHD_KV_KV_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "util/rc.h"
+
+struct kv;
+
+/* Limits checked by every call before it reaches a backend (RC_INVALID).
+ * Raw request paths end up in rate-limit keys, so KV_KEY_MAX exceeds any
+ * request head the HTTP layer accepts (APP__MAX_HEADER_BYTES <= 64 KiB).
+ * The window limit bounds the size of one log; now_ms stays exact as a
+ * Lua number. */
+#define KV_KEY_MAX (128 * 1024)
+#define KV_VAL_MAX (1024 * 1024)
+#define KV_TTL_MAX_MS (100LL * 365 * 86400 * 1000) /* ttl_ms and window_ms */
+#define KV_WINDOW_LIMIT_MAX 100000
+#define KV_TIME_MAX_MS (1LL << 53)
+
+enum kv_ttl_mode {
+    KV_TTL_ON_CREATE, /* INCR sets the TTL only when the result is 1 */
+    KV_TTL_ALWAYS     /* INCR re-applies the TTL on every increment */
+};
+
+/* redis_url NULL or "" → in-process store. Otherwise redis://[:pw@]host[:port][/db]
+ * (rediss:// → RC_INVALID: this build's hiredis has no TLS). Also accepted:
+ * an ACL user (redis://user:pw@host), percent-encoded user/password, an
+ * IPv6 host in brackets; a query string or fragment → RC_INVALID. Opening
+ * Redis does not require the server to be up; operations report
+ * RC_UNAVAILABLE and the backend reconnects on the next call. */
+rc_t kv_open(const char *redis_url, struct kv **out) WUR;
+/* NULL ok. No other thread may be inside a kv_* call on it. */
+void kv_close(struct kv *kv);
+bool kv_is_shared(const struct kv *kv); /* true for Redis */
+
+/* *out is malloc'd (caller frees) or NULL when the key is absent/expired.
+ * *out is set on every path (NULL on error). */
+rc_t kv_get(struct kv *kv, const char *key, char **out) WUR;
+/* Stores a string, replacing any value and TTL (ttl_ms <= 0: none). */
+rc_t kv_set(struct kv *kv, const char *key, const char *val, int64_t ttl_ms) WUR;
+/* Sets only when absent; *out_set tells whether it did. */
+rc_t kv_set_nx(struct kv *kv, const char *key, const char *val, int64_t ttl_ms, bool *out_set) WUR;
+rc_t kv_del(struct kv *kv, const char *key) WUR;
+/* Atomic get-and-delete; *out NULL when absent. */
+rc_t kv_getdel(struct kv *kv, const char *key, char **out) WUR;
+/* Atomic increment by 1 with TTL handling; *out is the new value. An absent
+ * key counts from 0. ttl_ms <= 0 leaves the key's TTL as it is. */
+rc_t kv_incr(struct kv *kv, const char *key, int64_t ttl_ms, enum kv_ttl_mode mode,
+             int64_t *out) WUR;
+/* Remaining TTL in ms: -2 absent, -1 no expiry. Works on both value kinds. */
+rc_t kv_ttl(struct kv *kv, const char *key, int64_t *out_ms) WUR;
+
+/* Sliding-log rate limit (data-model §10.5), atomic: drop entries with
+ * score <= now_ms - window_ms; if count >= limit → *out_allowed=false and
+ * *out_retry_after_ms = oldest + window_ms - now_ms (the request is not
+ * recorded); else record member "{now_ms}:{uuid}" with score now_ms, set the
+ * key's TTL to window_ms + 1000 and *out_allowed=true (*out_retry_after_ms=0).
+ * Needs 1 <= limit <= KV_WINDOW_LIMIT_MAX, 1 <= window_ms <= KV_TTL_MAX_MS
+ * and 0 <= now_ms <= KV_TIME_MAX_MS ("no limit" is the caller's business).
+ * A log never holds more than the largest limit used with its key. */
+rc_t kv_window_hit(struct kv *kv, const char *key, int64_t now_ms, int64_t window_ms, int64_t limit,
+                   bool *out_allowed, int64_t *out_retry_after_ms) WUR;
+
+/* Readiness: PING on Redis; always RC_OK in process. */
+rc_t kv_ping(struct kv *kv) WUR;
+/* Drops expired entries of the in-process store (no-op on Redis). Returns
+ * how many were removed. Called every 60 s by the job runner. */
+int kv_sweep(struct kv *kv);
+
+#endif
