@@ -66,7 +66,8 @@ static int migrate_at_start(const struct config *cfg, struct db *db)
     return 0;
 }
 
-static void drain(struct app *app, int grace_s)
+/* Returns false when requests were still in flight at the deadline. */
+static bool drain(struct app *app, int grace_s)
 {
     http_server_quiesce(app->http);
     int64_t deadline = time_mono_us() + (int64_t)grace_s * 1000000;
@@ -77,6 +78,7 @@ static void drain(struct app *app, int grace_s)
     int left = http_server_inflight(app->http);
     if (left > 0)
         log_msg(LOG_WARNING, "shutdown_grace_expired", "%d request(s) still in flight", left);
+    return left == 0;
 }
 
 int cli_serve(int argc, char **argv)
@@ -165,7 +167,13 @@ int cli_serve(int argc, char **argv)
     int sig = 0;
     sigwait(&set, &sig);
     log_msg(LOG_INFO, "shutdown_started", "signal %d: draining", sig);
-    drain(&app, cfg->app.shutdown_grace_seconds);
+    if (!drain(&app, cfg->app.shutdown_grace_seconds)) {
+        /* The grace period is the bound: abandon what is still running
+         * (its connections close with the process) instead of waiting for
+         * it in the orderly teardown below. */
+        log_shutdown();
+        _exit(0);
+    }
     code = 0;
 out:
     jobs_stop(jobs);

@@ -576,14 +576,30 @@ static bool json_escape_char(const char **pp, struct buf *b)
     const char *p = *pp;
     uint32_t cp, lo;
     switch (*p++) {
-    case '"': buf_putc(b, '"'); break;
-    case '\\': buf_putc(b, '\\'); break;
-    case '/': buf_putc(b, '/'); break;
-    case 'b': buf_putc(b, '\b'); break;
-    case 'f': buf_putc(b, '\f'); break;
-    case 'n': buf_putc(b, '\n'); break;
-    case 'r': buf_putc(b, '\r'); break;
-    case 't': buf_putc(b, '\t'); break;
+    case '"':
+        buf_putc(b, '"');
+        break;
+    case '\\':
+        buf_putc(b, '\\');
+        break;
+    case '/':
+        buf_putc(b, '/');
+        break;
+    case 'b':
+        buf_putc(b, '\b');
+        break;
+    case 'f':
+        buf_putc(b, '\f');
+        break;
+    case 'n':
+        buf_putc(b, '\n');
+        break;
+    case 'r':
+        buf_putc(b, '\r');
+        break;
+    case 't':
+        buf_putc(b, '\t');
+        break;
     case 'u':
         if (!hex4(&p, &cp) || (cp >= 0xDC00 && cp <= 0xDFFF))
             return false;
@@ -599,7 +615,8 @@ static bool json_escape_char(const char **pp, struct buf *b)
             return false; /* would truncate the C string */
         put_utf8(b, cp);
         break;
-    default: return false;
+    default:
+        return false;
     }
     *pp = p;
     return true;
@@ -683,8 +700,7 @@ static bool parse_pg_array(const char *p, struct buf *b, size_t *n)
     }
 }
 
-rc_t db_res_text_array(const struct db_res *r, int row, int col, char ***out_items,
-                       size_t *out_n)
+rc_t db_res_text_array(const struct db_res *r, int row, int col, char ***out_items, size_t *out_n)
 {
     const char *s = db_res_get(r, row, col);
     struct buf b;

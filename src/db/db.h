@@ -1,9 +1,11 @@
 /* Database driver: one small API over two backends (SQLite, PostgreSQL).
  *
  * SQL text is written once with $1..$N parameters and runs on both: SQLite
- * binds "$N" as a named parameter, libpq natively. Every value travels as
- * text (or NULL); results are read back as text with typed helpers that
- * understand both backends' spellings (booleans t/f vs 1/0, timestamps).
+ * binds "$N" as a named parameter, libpq natively. Parameters are text,
+ * integers, booleans or NULL (libpq receives them all as text); results are
+ * read back as text with typed helpers that understand both backends'
+ * spellings (booleans t/f vs 1/0, timestamps, text[]). docs/storage.md lists
+ * the dialect rules for SQL that must run on both.
  *
  * Connections are checked out of the handle's pool with db_acquire and
  * returned with db_release. SQLite keeps one writer connection (serialised
@@ -129,8 +131,8 @@ int db_res_cols(const struct db_res *r);
 int64_t db_res_affected(const struct db_res *r); /* rows changed by the statement */
 const char *db_res_get(const struct db_res *r, int row, int col);
 bool db_res_is_null(const struct db_res *r, int row, int col);
-int64_t db_res_int(const struct db_res *r, int row, int col);   /* NULL → 0 */
-bool db_res_bool(const struct db_res *r, int row, int col);     /* t/true/1 */
+int64_t db_res_int(const struct db_res *r, int row, int col); /* NULL → 0 */
+bool db_res_bool(const struct db_res *r, int row, int col);   /* t/true/1 */
 /* Timestamp (either backend's text) → Unix microseconds; false if NULL/bad. */
 bool db_res_time(const struct db_res *r, int row, int col, int64_t *out_us);
 void db_res_free(struct db_res *r); /* NULL ok */

@@ -69,9 +69,9 @@ struct db_conn {
     struct db *db;
     enum db_mode mode;
     enum db_tx tx;
-    rc_t tx_rc;              /* first failure of the current transaction */
-    char code[16];           /* SQLSTATE or SQLite extended code of the last error */
-    char err[DB_ERR_MAX];    /* last error text, never parameter values */
+    rc_t tx_rc;           /* first failure of the current transaction */
+    char code[16];        /* SQLSTATE or SQLite extended code of the last error */
+    char err[DB_ERR_MAX]; /* last error text, never parameter values */
 };
 
 /* Sets c->err (printf-style, truncated) and c->code. */

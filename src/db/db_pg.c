@@ -51,6 +51,7 @@ struct pg_db {
     pthread_cond_t cv;
     struct pg_conn *slots;
     int nslots;
+    int nopen; /* slots with a connection; under mu */
 };
 
 static void quiet_notice(void *arg, const char *msg)
@@ -70,14 +71,15 @@ static void set_msg(struct db_conn *c, const char *code, const char *msg)
 
 static PGconn *connect_url(struct pg_db *p, char *err, size_t errlen)
 {
-    const char *const keys[] = {"dbname",        "connect_timeout", "options",
-                                "client_encoding", "application_name", "keepalives",
-                                "keepalives_idle", "keepalives_interval", "keepalives_count",
-                                NULL};
+    const char *const keys[] = {"dbname",           "connect_timeout",
+                                "options",          "client_encoding",
+                                "application_name", "keepalives",
+                                "keepalives_idle",  "keepalives_interval",
+                                "keepalives_count", NULL};
     char ct[16];
     snprintf(ct, sizeof ct, "%d", DB_PG_CONNECT_TIMEOUT_S);
-    const char *const vals[] = {p->url, ct,   p->options, "UTF8", "authd", "1",
-                                "30",   "10", "3",        NULL};
+    const char *const vals[] = {p->url, ct,   p->options, "UTF8", "authd",
+                                "1",    "30", "10",       "3",    NULL};
     /* expand_dbname=1: the URL is expanded first; the keywords after it
      * override whatever it says about timeouts and session options. */
     PGconn *h = PQconnectdbParams(keys, vals, 1);
@@ -92,6 +94,16 @@ static PGconn *connect_url(struct pg_db *p, char *err, size_t errlen)
     return NULL;
 }
 
+/* Slot fields other than busy belong to the thread that checked the slot
+ * out; only the open-connection count is shared, under the mutex. */
+static void count_open(struct db *db, int delta)
+{
+    struct pg_db *p = db->be;
+    pthread_mutex_lock(&p->mu);
+    p->nopen += delta;
+    pthread_mutex_unlock(&p->mu);
+}
+
 static rc_t slot_connect(struct db *db, struct pg_conn *c)
 {
     char err[DB_ERR_MAX];
@@ -102,13 +114,17 @@ static rc_t slot_connect(struct db *db, struct pg_conn *c)
         return RC_UNAVAILABLE;
     }
     c->born_us = time_mono_us();
+    count_open(db, 1);
     return RC_OK;
 }
 
 static void slot_drop(struct pg_conn *c)
 {
+    if (!c->h)
+        return;
     PQfinish(c->h);
     c->h = NULL;
+    count_open(c->base.db, -1);
 }
 
 /* An idle connection should have nothing to read; readable or hung-up
@@ -217,8 +233,8 @@ static rc_t run_once(struct pg_conn *c, const char *sql, int n, const char *cons
     PGconn *h = c->h;
     bool timed_out = false;
     *broken = false;
-    int sent = script ? PQsendQuery(h, sql)
-                      : PQsendQueryParams(h, sql, n, NULL, vals, NULL, NULL, 0);
+    int sent =
+        script ? PQsendQuery(h, sql) : PQsendQueryParams(h, sql, n, NULL, vals, NULL, NULL, 0);
     PGresult *r = sent ? wait_result(h, deadline_us, &timed_out) : NULL;
     if (timed_out) {
         *broken = true;
@@ -260,11 +276,19 @@ static rc_t reconnect(struct pg_conn *c)
     return slot_connect(c->base.db, c);
 }
 
-static rc_t pg_run(struct pg_conn *c, const char *sql, int n, const char *const *vals,
-                   bool script, int64_t deadline_us, struct db_res **out)
+static rc_t pg_run(struct pg_conn *c, const char *sql, int n, const char *const *vals, bool script,
+                   int64_t deadline_us, struct db_res **out)
 {
     bool broken = false;
     rc_t rc;
+    if (!c->h && c->base.tx != DB_TX_NONE) {
+        /* The connection, and with it the server-side transaction, is gone:
+         * nothing to roll back, nothing else may run in that unit. */
+        if (strcmp(sql, "ROLLBACK") == 0)
+            return RC_OK;
+        db_conn_set_error(&c->base, "08003", "connection lost inside a transaction");
+        return RC_UNAVAILABLE;
+    }
     if (!c->h && (rc = reconnect(c)) != RC_OK)
         return rc;
     rc = run_once(c, sql, n, vals, script, deadline_us, out, &broken);
@@ -302,13 +326,19 @@ static rc_t pg_exec(struct db_conn *bc, const char *sql, int n, const struct db_
     }
     for (int i = 0; i < n; i++) {
         switch (p[i].type) {
-        case DBP_TEXT: vals[i] = p[i].s; break;
+        case DBP_TEXT:
+            vals[i] = p[i].s;
+            break;
         case DBP_INT:
             snprintf(ibuf[i], PG_INT_TEXT, "%" PRId64, p[i].i);
             vals[i] = ibuf[i];
             break;
-        case DBP_BOOL: vals[i] = p[i].i ? "true" : "false"; break;
-        default: vals[i] = NULL; break;
+        case DBP_BOOL:
+            vals[i] = p[i].i ? "true" : "false";
+            break;
+        default:
+            vals[i] = NULL;
+            break;
         }
     }
     rc_t rc = pg_run(c, sql, n, vals, false, exec_deadline(bc->db), out);
@@ -355,8 +385,7 @@ static rc_t pg_acquire(struct db *db, enum db_mode mode, int timeout_ms, struct 
         c->busy = true;
     pthread_mutex_unlock(&p->mu);
     if (!c) {
-        log_msg(LOG_ERROR, "db_pool_timeout", "postgres: no connection within %d ms",
-                timeout_ms);
+        log_msg(LOG_ERROR, "db_pool_timeout", "postgres: no connection within %d ms", timeout_ms);
         return RC_TIMEOUT;
     }
     c->base.mode = mode;
@@ -385,13 +414,11 @@ static void pg_release(struct db_conn *bc)
     if (c->h && (PQstatus(c->h) != CONNECTION_OK || PQtransactionStatus(c->h) != PQTRANS_IDLE))
         slot_drop(c);
     pthread_mutex_lock(&p->mu);
-    int open = 0;
-    for (int i = 0; i < p->nslots; i++)
-        open += p->slots[i].h != NULL;
     PGconn *extra = NULL;
-    if (c->h && open > bc->db->opts.pool_size) {
+    if (c->h && p->nopen > bc->db->opts.pool_size) {
         extra = c->h; /* overflow connection: do not keep it idle */
         c->h = NULL;
+        p->nopen--;
     }
     c->busy = false;
     pthread_cond_signal(&p->cv);
@@ -425,12 +452,10 @@ static void pg_pool_stats(struct db *db, struct db_pool_stats *out)
     struct pg_db *p = db->be;
     pthread_mutex_lock(&p->mu);
     out->max = p->nslots;
-    for (int i = 0; i < p->nslots; i++) {
-        if (p->slots[i].busy)
-            out->in_use++;
-        else if (p->slots[i].h)
-            out->idle++;
-    }
+    for (int i = 0; i < p->nslots; i++)
+        out->in_use += p->slots[i].busy;
+    /* Approximate while a checked-out slot is (re)connecting. */
+    out->idle = p->nopen > out->in_use ? p->nopen - out->in_use : 0;
     pthread_mutex_unlock(&p->mu);
 }
 

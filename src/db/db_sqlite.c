@@ -90,13 +90,17 @@ static rc_t map_sqlite(int ext)
         break;
     }
     switch (ext & 0xFF) {
-    case SQLITE_CONSTRAINT: return RC_CONSTRAINT;
+    case SQLITE_CONSTRAINT:
+        return RC_CONSTRAINT;
     case SQLITE_BUSY:
-    case SQLITE_LOCKED: return RC_TIMEOUT;
+    case SQLITE_LOCKED:
+        return RC_TIMEOUT;
     case SQLITE_IOERR:
     case SQLITE_FULL:
-    case SQLITE_CANTOPEN: return RC_IO;
-    default: return RC_DB;
+    case SQLITE_CANTOPEN:
+        return RC_IO;
+    default:
+        return RC_DB;
     }
 }
 
@@ -128,8 +132,8 @@ static rc_t stmt_get(struct sq_conn *c, const char *sql, sqlite3_stmt **out)
         db_conn_set_error(&c->base, "", "empty statement");
         return RC_INVALID;
     }
-    while (tail && (*tail == ' ' || *tail == '\n' || *tail == '\t' || *tail == '\r' ||
-                    *tail == ';'))
+    while (tail &&
+           (*tail == ' ' || *tail == '\n' || *tail == '\t' || *tail == '\r' || *tail == ';'))
         tail++;
     if (tail && *tail) {
         sqlite3_finalize(st);
@@ -172,8 +176,12 @@ static rc_t bind_all(struct sq_conn *c, sqlite3_stmt *st, int n, const struct db
                        : sqlite3_bind_null(st, idx);
             break;
         case DBP_INT:
-        case DBP_BOOL: e = sqlite3_bind_int64(st, idx, p[i].i); break;
-        default: e = sqlite3_bind_null(st, idx); break;
+        case DBP_BOOL:
+            e = sqlite3_bind_int64(st, idx, p[i].i);
+            break;
+        default:
+            e = sqlite3_bind_null(st, idx);
+            break;
         }
         if (e != SQLITE_OK)
             return fail(c, e);

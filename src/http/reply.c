@@ -172,9 +172,12 @@ static bool no_store_path(const char *path)
     return strncmp(path, "/admin/", 7) == 0 || strcmp(path, "/admin") == 0; /* R9 */
 }
 
-static void add(struct MHD_Response *resp, const char *name, const char *value)
+/* Contract headers replace same-named handler headers; the delete is only
+ * needed when the handler added any. */
+static void add(struct MHD_Response *resp, bool replace, const char *name, const char *value)
 {
-    MHD_del_response_header(resp, name, NULL);
+    if (replace)
+        MHD_del_response_header(resp, name, NULL);
     MHD_add_response_header(resp, name, value);
 }
 
@@ -192,17 +195,18 @@ enum MHD_Result http_queue_response(struct http_req *r)
      * same-named ones. */
     for (struct resp_header *h = r->headers; h; h = h->next)
         MHD_add_response_header(resp, h->name, h->value);
+    bool rep = r->headers != NULL;
     if (r->content_type)
-        add(resp, "Content-Type", r->content_type);
-    add(resp, "X-Frame-Options", "DENY");
-    add(resp, "X-Content-Type-Options", "nosniff");
-    add(resp, "Strict-Transport-Security", "max-age=63072000; includeSubDomains; preload");
-    add(resp, "Content-Security-Policy",
+        add(resp, rep, "Content-Type", r->content_type);
+    add(resp, rep, "X-Frame-Options", "DENY");
+    add(resp, rep, "X-Content-Type-Options", "nosniff");
+    add(resp, rep, "Strict-Transport-Security", "max-age=63072000; includeSubDomains; preload");
+    add(resp, rep, "Content-Security-Policy",
         "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'");
-    add(resp, "X-Correlation-ID", r->corr_id);
+    add(resp, rep, "X-Correlation-ID", r->corr_id);
     if (no_store_path(r->path)) {
-        add(resp, "Cache-Control", "no-store");
-        add(resp, "Pragma", "no-cache");
+        add(resp, rep, "Cache-Control", "no-store");
+        add(resp, rep, "Pragma", "no-cache");
     }
     enum MHD_Result ret = MHD_queue_response(r->conn, (unsigned)r->status, resp);
     MHD_destroy_response(resp);
@@ -278,7 +282,7 @@ void http_access_log(struct http_req *r, int64_t duration_us)
     log_raw(&l, "query_params", q.err ? "{}" : q.data);
     buf_free(&q);
     log_int(&l, "status_code", r->status);
-    log_double(&l, "duration_ms", (double)duration_us / 1000.0, 2);
+    log_fixed2(&l, "duration_ms", (duration_us + 5) / 10);
     log_str(&l, "client_ip", r->client_ip);
     const char *ua = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "User-Agent");
     log_str(&l, "user_agent", ua ? ua : "");

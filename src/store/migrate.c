@@ -24,12 +24,11 @@ static const char *const ledger_sqlite =
     "    applied_at TEXT NOT NULL,\n"
     "    CONSTRAINT pk_schema_migrations PRIMARY KEY (version)\n"
     ") STRICT";
-static const char *const ledger_pg =
-    "CREATE TABLE IF NOT EXISTS schema_migrations (\n"
-    "    version text NOT NULL,\n"
-    "    applied_at timestamptz NOT NULL,\n"
-    "    CONSTRAINT pk_schema_migrations PRIMARY KEY (version)\n"
-    ")";
+static const char *const ledger_pg = "CREATE TABLE IF NOT EXISTS schema_migrations (\n"
+                                     "    version text NOT NULL,\n"
+                                     "    applied_at timestamptz NOT NULL,\n"
+                                     "    CONSTRAINT pk_schema_migrations PRIMARY KEY (version)\n"
+                                     ")";
 
 static int mig_cmp(const void *a, const void *b)
 {
@@ -89,8 +88,7 @@ static rc_t collect(enum db_kind kind, const struct embedded_file *files, struct
         qsort(m, n, sizeof *m, mig_cmp);
     for (size_t i = 1; i < n; i++) {
         if (strcmp(m[i - 1].version, m[i].version) == 0) {
-            log_msg(LOG_ERROR, "migration_invalid", "duplicate migration version %s",
-                    m[i].version);
+            log_msg(LOG_ERROR, "migration_invalid", "duplicate migration version %s", m[i].version);
             free(m);
             return RC_INVALID;
         }
@@ -153,8 +151,8 @@ static rc_t apply_one(struct db_conn *c, const struct mig *m, bool *out_done)
     if (rc == RC_OK) {
         time_format(time_now_us(), TIME_STYLE_DB, now);
         struct db_param p[] = {DBP_T(m->version), {.type = DBP_TEXT, .s = now}};
-        rc = db_exec(c, "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)", 2,
-                     p, NULL);
+        rc = db_exec(c, "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)", 2, p,
+                     NULL);
     }
     if (rc == RC_OK)
         rc = db_commit(c);

@@ -50,7 +50,6 @@ rc_t migrate_pending(struct db *db, int *out_pending) WUR;
  * same: only files under a "sqlite/" or "postgres/" directory that matches
  * db's dialect are considered). */
 rc_t migrate_apply_files(struct db *db, const struct embedded_file *files, int *out_applied) WUR;
-rc_t migrate_pending_files(struct db *db, const struct embedded_file *files,
-                           int *out_pending) WUR;
+rc_t migrate_pending_files(struct db *db, const struct embedded_file *files, int *out_pending) WUR;
 
 #endif

@@ -50,6 +50,16 @@ static bool grow(struct buf *b, size_t n)
     return true;
 }
 
+void buf_reserve(struct buf *b, size_t n)
+{
+    if (n > b->max - b->len)
+        n = b->max - b->len;
+    bool err = b->err;
+    if (grow(b, n))
+        b->data[b->len] = '\0';
+    b->err = err;
+}
+
 void buf_append(struct buf *b, const void *p, size_t n)
 {
     if (!grow(b, n))

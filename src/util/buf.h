@@ -22,6 +22,8 @@ void buf_free(struct buf *b);
 /* Empties without freeing; clears err. */
 void buf_reset(struct buf *b);
 void buf_append(struct buf *b, const void *p, size_t n);
+/* Makes room for n more bytes without changing len (bounded by max). */
+void buf_reserve(struct buf *b, size_t n);
 void buf_puts(struct buf *b, const char *s);
 void buf_putc(struct buf *b, char c);
 void buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

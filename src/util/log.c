@@ -26,7 +26,24 @@ static struct {
     char service[128];
     char environment[32];
     int fd;
-} g_log = {LOG_INFO, "auth-service", "development", 1};
+    char fixed[512]; /* pre-rendered ,"environment":…,"service":… */
+    size_t fixed_len;
+} g_log = {LOG_INFO, "auth-service", "development", 1, "", 0};
+
+static void render_fixed(void)
+{
+    struct buf b;
+    buf_init(&b, sizeof g_log.fixed - 1);
+    buf_puts(&b, ",\"environment\":\"");
+    buf_json_escape(&b, g_log.environment, sizeof g_log.environment);
+    buf_puts(&b, "\",\"service\":\"");
+    buf_json_escape(&b, g_log.service, sizeof g_log.service);
+    buf_putc(&b, '"');
+    g_log.fixed_len = b.err ? 0 : b.len;
+    if (!b.err)
+        memcpy(g_log.fixed, b.data, b.len);
+    buf_free(&b);
+}
 
 static const char *const level_names[] = {"debug", "info", "warning", "error", "critical"};
 
@@ -35,6 +52,7 @@ void log_init(enum log_level min, const char *service, const char *environment)
     g_log.min = min;
     snprintf(g_log.service, sizeof g_log.service, "%s", service);
     snprintf(g_log.environment, sizeof g_log.environment, "%s", environment);
+    render_fixed();
 }
 
 void log_set_fd(int fd)
@@ -231,25 +249,74 @@ bool log_level_parse(const char *s, enum log_level *out)
     return false;
 }
 
+/* Keys are literals of ours: no escaping needed. */
 static void key(struct log_line *l, const char *k)
 {
-    buf_puts(&l->b, ",\"");
-    buf_json_escape(&l->b, k, 64);
-    buf_puts(&l->b, "\":");
+    /* A skipped line has err set so every later append is dropped. */
+    buf_append(&l->b, ",\"", 2);
+    buf_puts(&l->b, k);
+    buf_append(&l->b, "\":", 2);
+}
+
+/* The timestamp's seconds part changes once a second: format it once per
+ * thread per second (strftime and gmtime were a visible share of a request). */
+static void put_timestamp(struct buf *b)
+{
+    static _Thread_local int64_t cached_sec = -1;
+    static _Thread_local char cached[32];
+    int64_t us = time_now_us();
+    int64_t sec = us / 1000000;
+    if (sec != cached_sec) {
+        char full[TIME_STR_MAX];
+        time_format(sec * 1000000, TIME_STYLE_LOG, full); /* ...SS.000000+00:00 */
+        memcpy(cached, full, 19);                         /* YYYY-MM-DDTHH:MM:SS */
+        cached_sec = sec;
+    }
+    char tail[16];
+    int64_t frac = us % 1000000;
+    tail[0] = '.';
+    for (int i = 6; i >= 1; i--) {
+        tail[i] = (char)('0' + frac % 10);
+        frac /= 10;
+    }
+    memcpy(tail + 7, "+00:00", 6);
+    buf_append(b, cached, 19);
+    buf_append(b, tail, 13);
+}
+
+static void put_i64(struct buf *b, int64_t v)
+{
+    char tmp[24];
+    int n = 0;
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    do {
+        tmp[sizeof tmp - 1 - n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        tmp[sizeof tmp - 1 - n++] = '-';
+    buf_append(b, tmp + sizeof tmp - n, (size_t)n);
 }
 
 void log_begin(struct log_line *l, enum log_level lvl, const char *event, const char *corr_id)
 {
-    char ts[TIME_STR_MAX];
-    time_format(time_now_us(), TIME_STYLE_LOG, ts);
     buf_init(&l->b, LOG_LINE_MAX);
     l->lvl = lvl;
-    buf_puts(&l->b, "{\"event\":\"");
+    l->skip = !log_enabled(lvl);
+    if (l->skip) {
+        l->b.err = true;
+        return;
+    }
+    buf_reserve(&l->b, 1024);
+    buf_append(&l->b, "{\"event\":\"", 10);
     buf_json_escape(&l->b, event, 128);
-    buf_printf(&l->b, "\",\"level\":\"%s\",\"timestamp\":\"%s\"", level_names[lvl], ts);
+    buf_append(&l->b, "\",\"level\":\"", 11);
+    buf_puts(&l->b, level_names[lvl]);
+    buf_append(&l->b, "\",\"timestamp\":\"", 15);
+    put_timestamp(&l->b);
+    buf_putc(&l->b, '"');
     log_str(l, "correlation_id", corr_id ? corr_id : "unknown");
-    log_str(l, "environment", g_log.environment);
-    log_str(l, "service", g_log.service);
+    buf_append(&l->b, g_log.fixed, g_log.fixed_len);
 }
 
 void log_strn(struct log_line *l, const char *k, const char *val, size_t n)
@@ -272,7 +339,7 @@ void log_str(struct log_line *l, const char *k, const char *val)
 void log_int(struct log_line *l, const char *k, int64_t v)
 {
     key(l, k);
-    buf_printf(&l->b, "%lld", (long long)v);
+    put_i64(&l->b, v);
 }
 
 void log_bool(struct log_line *l, const char *k, bool v)
@@ -287,6 +354,18 @@ void log_double(struct log_line *l, const char *k, double v, int decimals)
     buf_printf(&l->b, "%.*f", decimals, v);
 }
 
+void log_fixed2(struct log_line *l, const char *k, int64_t hundredths)
+{
+    key(l, k);
+    if (hundredths < 0) {
+        buf_putc(&l->b, '-');
+        hundredths = -hundredths;
+    }
+    put_i64(&l->b, hundredths / 100);
+    char frac[3] = {'.', (char)('0' + hundredths / 10 % 10), (char)('0' + hundredths % 10)};
+    buf_append(&l->b, frac, 3);
+}
+
 void log_raw(struct log_line *l, const char *k, const char *json)
 {
     key(l, k);
@@ -295,6 +374,10 @@ void log_raw(struct log_line *l, const char *k, const char *json)
 
 void log_end(struct log_line *l)
 {
+    if (l->skip) {
+        buf_free(&l->b);
+        return;
+    }
     if (l->b.err) {
         /* A line over the cap is replaced rather than cut mid-JSON. */
         buf_free(&l->b);

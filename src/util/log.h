@@ -34,6 +34,7 @@ bool log_level_parse(const char *s, enum log_level *out);
 struct log_line {
     struct buf b;
     enum log_level lvl;
+    bool skip; /* below APP__LOG_LEVEL: every call is a no-op */
 };
 
 /* Turns on per-thread buffering with a flusher thread (see log.c); lines
@@ -44,13 +45,16 @@ void log_flush(void);
 /* Stops the flusher and writes everything; logging continues unbuffered. */
 void log_shutdown(void);
 
-/* corr_id NULL → "unknown". */
+/* corr_id NULL → "unknown". Lines below the configured level are dropped
+ * here, so callers may skip the log_enabled check when formatting is cheap. */
 void log_begin(struct log_line *l, enum log_level lvl, const char *event, const char *corr_id);
 void log_str(struct log_line *l, const char *key, const char *val);   /* NULL → null */
 void log_strn(struct log_line *l, const char *key, const char *val, size_t n);
 void log_int(struct log_line *l, const char *key, int64_t v);
 void log_bool(struct log_line *l, const char *key, bool v);
 void log_double(struct log_line *l, const char *key, double v, int decimals);
+/* A number with exactly two decimals from an integer count of hundredths. */
+void log_fixed2(struct log_line *l, const char *key, int64_t hundredths);
 /* Inserts pre-rendered JSON (object, array, number) as the value. */
 void log_raw(struct log_line *l, const char *key, const char *json);
 void log_end(struct log_line *l);

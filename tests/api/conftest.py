@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import tempfile
 from pathlib import Path
 
@@ -24,9 +25,26 @@ def pytest_addoption(parser):
                      help="database backend for authd: sqlite (default) or postgres (+redis)")
 
 
+def pytest_configure(config):
+    # SIGTERM (e.g. a CI timeout) becomes an interrupt, so finalizers stop the
+    # servers this session started instead of leaving them running.
+    def _interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+    signal.signal(signal.SIGTERM, _interrupt)
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--backend") == "postgres":
+        return
+    skip = pytest.mark.skip(reason="needs --backend postgres")
+    for item in items:
+        if "postgres_only" in item.keywords:
+            item.add_marker(skip)
+
+
 def pytest_report_header(config):
     return [f"authd backend: {config.getoption('--backend')}",
-            f"authd binary: {harness.authd_bin()}"]
+            f"authd binary: {harness.configured_bin()}"]
 
 
 @pytest.fixture(scope="session")
@@ -36,11 +54,12 @@ def backend(request) -> str:
 
 @pytest.fixture(scope="session")
 def world(request, backend):
-    binary = harness.authd_bin()
+    binary = harness.configured_bin()
     if not os.access(binary, os.X_OK):
         pytest.exit(f"authd binary not found: {binary} (run `make`, or set AUTHD_BIN)",
                     returncode=1)
     base = Path(tempfile.mkdtemp(prefix="authd-tests-"))
+    harness.snapshot_binary(base)
     w = harness.World(backend, base)
     request.addfinalizer(lambda: shutil.rmtree(base, ignore_errors=True)
                          if not os.environ.get("AUTHD_KEEP_TMP") else None)

@@ -94,11 +94,29 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def authd_bin() -> Path:
+_BIN_OVERRIDE: Path | None = None
+
+
+def configured_bin() -> Path:
+    """AUTHD_BIN (default build/authd), relative to the repo root."""
     p = Path(os.environ.get("AUTHD_BIN", "build/authd"))
     if not p.is_absolute():
         p = REPO / p
     return p
+
+
+def authd_bin() -> Path:
+    return _BIN_OVERRIDE or configured_bin()
+
+
+def snapshot_binary(dest_dir: Path) -> Path:
+    """Copies the binary once per session, so a rebuild during the run cannot
+    swap it under the tests; later authd_bin() calls return the copy."""
+    global _BIN_OVERRIDE
+    dest = Path(dest_dir) / "authd"
+    shutil.copy2(configured_bin(), dest)
+    _BIN_OVERRIDE = dest
+    return dest
 
 
 def clean_environ() -> dict[str, str]:

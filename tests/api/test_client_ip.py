@@ -12,13 +12,16 @@ TRUST_LOOPBACK = '["127.0.0.0/8"]'
 
 
 def _client_ip(inst, xff=None, extra=None):
+    """Sends GET /health/live over a raw socket (header values exactly as given)."""
     cid = new_cid("ip")
     headers = {"X-Correlation-ID": cid}
     if xff is not None:
         headers["X-Forwarded-For"] = xff
     headers.update(extra or {})
-    r = inst.get("/health/live", headers=headers)
-    assert r.status_code == 200
+    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    resp = inst.raw(("GET /health/live HTTP/1.1\r\nHost: 127.0.0.1\r\n" + head
+                     + "Connection: close\r\n\r\n").encode())
+    assert resp is not None and resp.status == 200, resp
     return inst.request_log(cid)["client_ip"]
 
 

@@ -64,8 +64,9 @@ def test_security_headers_on_host_rejection(authd):
 
 
 def test_security_headers_on_raw_oversized_body_413(server):
-    resp = server.raw(b"POST /_test/echo HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
-                      b"Content-Length: 5000000\r\n\r\n", timeout=10)
+    body = b"{" + b" " * 100_000 + b"}"
+    resp = server.raw([b"POST /_test/echo HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+                       b"Content-Length: %d\r\n\r\n" % len(body), body], timeout=10)
     assert resp is not None and resp.status == 413, resp
     _assert_security_headers(_raw_list(resp), "raw 413")
 

@@ -68,10 +68,9 @@ def test_ready_follows_redis_down_and_back(authd):
         redis.destroy()
 
 
-def test_ready_follows_postgres_down_and_back(authd, backend):
+@pytest.mark.postgres_only
+def test_ready_follows_postgres_down_and_back(authd):
     """A dedicated PostgreSQL cluster: stopped → 503, restarted → 200, same authd."""
-    if backend != "postgres":
-        pytest.skip("PostgreSQL outage test runs with --backend postgres")
     pg = PgCluster().start()
     try:
         db = pg.create_database()

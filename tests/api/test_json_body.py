@@ -207,7 +207,7 @@ def test_large_content_length_body_is_413(server):
 
 
 def test_declared_content_length_over_limit_is_413_without_body(server):
-    """Content-Length alone says too much: the server may answer before reading anything."""
+    """Content-Length alone says too much: the server answers without waiting for a body."""
     resp = _post_raw(server, b"", declared_len=10_000_000)
     _assert_413(resp)
     assert server.get("/health/live").status_code == 200

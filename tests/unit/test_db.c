@@ -25,6 +25,7 @@
 #include <pthread.h>
 #include <pwd.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,7 +52,7 @@
     do {                                                                                           \
         rc_t rc_ = (expr);                                                                         \
         if (rc_ != (want))                                                                         \
-            fail_msg("%s: got %s, want %s", #expr, rc_str(rc_), rc_str(want));                    \
+            fail_msg("%s: got %s, want %s", #expr, rc_str(rc_), rc_str(want));                     \
     } while (0)
 
 #define NTHREADS 8
@@ -260,8 +261,19 @@ static bool pg_start(void)
     snprintf(port, sizeof port, "%d", g_pg_port);
     char sock[300];
     snprintf(sock, sizeof sock, "unix_socket_directories=%s", g_pg_dir);
-    const char *argv[] = {bin,  "-D", data, "-p", port, "-c", "listen_addresses=127.0.0.1",
-                          "-c", sock, "-c", "fsync=off", "-c", "full_page_writes=off",
+    const char *argv[] = {bin,
+                          "-D",
+                          data,
+                          "-p",
+                          port,
+                          "-c",
+                          "listen_addresses=127.0.0.1",
+                          "-c",
+                          sock,
+                          "-c",
+                          "fsync=off",
+                          "-c",
+                          "full_page_writes=off",
                           NULL};
     g_pg_pid = spawn(argv, true);
     return g_pg_pid > 0 && pg_ready(30000);
@@ -323,15 +335,14 @@ static bool pg_cluster_up(void)
     char initdb[300], data[300];
     snprintf(initdb, sizeof initdb, "%s/initdb", g_pg_bin);
     snprintf(data, sizeof data, "%s/data", g_pg_dir);
-    const char *argv[] = {initdb, "-D",         data,   "-A",          "trust", "-U",
+    const char *argv[] = {initdb,     "-D", data,   "-A",         "trust",     "-U",
                           "postgres", "-E", "UTF8", "--locale=C", "--no-sync", NULL};
     int st = 0;
     pid_t pid = spawn(argv, true);
     if (pid <= 0 || waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
         return false;
     g_pg_port = free_port();
-    snprintf(g_pg_url, sizeof g_pg_url, "postgresql://postgres@127.0.0.1:%d/postgres",
-             g_pg_port);
+    snprintf(g_pg_url, sizeof g_pg_url, "postgresql://postgres@127.0.0.1:%d/postgres", g_pg_port);
     return pg_start();
 }
 
@@ -352,14 +363,14 @@ static void test_params(void **state)
     assert_ok(db_acquire(f->db, DB_WRITE, &c));
     const char *ins = "INSERT INTO t_item (id, parent_id, label, n, flag, ts, qty) "
                       "VALUES ($1, $2, $3, $4, $5, $6, $7)";
-    struct db_param p1[] = {DBP_T(id1), DBP_NUL, DBP_T(utf), DBP_I(INT64_MAX), DBP_B(true),
-                            DBP_T(ts), DBP_I(0)};
+    struct db_param p1[] = {DBP_T(id1),  DBP_NUL,   DBP_T(utf), DBP_I(INT64_MAX),
+                            DBP_B(true), DBP_T(ts), DBP_I(0)};
     assert_ok(db_exec(c, ins, 7, p1, &r));
     assert_int_equal(db_res_affected(r), 1);
     db_res_free(r);
     const char *nul = NULL;
-    struct db_param p2[] = {DBP_T(id2), DBP_NUL, DBP_T(nul), DBP_I(INT64_MIN), DBP_B(false),
-                            DBP_NUL, DBP_I(7)};
+    struct db_param p2[] = {DBP_T(id2),   DBP_NUL, DBP_T(nul), DBP_I(INT64_MIN),
+                            DBP_B(false), DBP_NUL, DBP_I(7)};
     assert_int_equal(p2[2].type, DBP_NULL);
     assert_ok(db_exec(c, ins, 7, p2, NULL));
 
@@ -396,8 +407,8 @@ static void test_params(void **state)
 
     /* $N bound by number: out of order and repeated. */
     struct db_param ab[] = {DBP_T("a"), DBP_T("b")};
-    assert_ok(db_exec(c, "SELECT CAST($2 AS text) || CAST($1 AS text) || CAST($2 AS text)", 2,
-                      ab, &r));
+    assert_ok(
+        db_exec(c, "SELECT CAST($2 AS text) || CAST($1 AS text) || CAST($2 AS text)", 2, ab, &r));
     assert_string_equal(db_res_get(r, 0, 0), "bab");
     db_res_free(r);
     /* Parameter count must match the SQL. */
@@ -405,6 +416,20 @@ static void test_params(void **state)
     assert_true(db_exec(c, "SELECT CAST($1 AS text)", 0, NULL, NULL) != RC_OK);
     /* One statement per call. */
     assert_true(db_exec(c, "SELECT 1; SELECT 2", 0, NULL, NULL) != RC_OK);
+    /* RETURNING: rows and affected count on both. */
+    char id3[UUID_STR_LEN + 1];
+    uuid_v4(id3);
+    struct db_param p3[] = {DBP_T(id3), DBP_I(3)};
+    assert_ok(
+        db_exec(c, "INSERT INTO t_item (id, qty) VALUES ($1, $2) RETURNING id, qty", 2, p3, &r));
+    assert_int_equal(db_res_rows(r), 1);
+    assert_int_equal(db_res_affected(r), 1);
+    assert_string_equal(db_res_get(r, 0, 0), id3);
+    assert_int_equal(db_res_int(r, 0, 1), 3);
+    db_res_free(r);
+    assert_ok(db_exec(c, "DELETE FROM t_item WHERE id = $1", 1, p3, &r));
+    assert_int_equal(db_res_affected(r), 1);
+    db_res_free(r);
     /* UPDATE reports affected rows; out NULL is fine. */
     assert_ok(db_exec(c, "UPDATE t_item SET qty = qty + 1", 0, NULL, &r));
     assert_int_equal(db_res_affected(r), 2);
@@ -564,7 +589,7 @@ struct worker {
     int idx;
     int failures;
     bool reader;
-    volatile bool *stop;
+    atomic_bool *stop;
 };
 
 static void *writer_main(void *arg)
@@ -621,12 +646,11 @@ static void test_concurrent_writers(void **state)
     struct fx *f = *state;
     pthread_t t[NTHREADS + 2];
     struct worker w[NTHREADS + 2];
-    volatile bool stop = false;
+    atomic_bool stop = false;
     for (int i = 0; i < NTHREADS + 2; i++) {
         w[i] = (struct worker){.db = f->db, .idx = i, .reader = i >= NTHREADS, .stop = &stop};
-        assert_int_equal(pthread_create(&t[i], NULL, w[i].reader ? reader_main : writer_main,
-                                        &w[i]),
-                         0);
+        assert_int_equal(
+            pthread_create(&t[i], NULL, w[i].reader ? reader_main : writer_main, &w[i]), 0);
     }
     for (int i = 0; i < NTHREADS; i++)
         pthread_join(t[i], NULL);
@@ -708,9 +732,9 @@ static void test_text_array(void **state)
     struct fx *f = *state;
     struct db_conn *c = NULL;
     struct db_res *r = NULL;
-    const char *items[] = {"read",        "write:all",   "a,b",      "with space", "q\"uote",
-                           "back\\slash", "",            "\xe6\x97\xa5\xe6\x9c\xac", "{brace}",
-                           "NULL",        "tab\tnl\n",   "[x]"};
+    const char *items[] = {"read",    "write:all",   "a,b",       "with space",
+                           "q\"uote", "back\\slash", "",          "\xe6\x97\xa5\xe6\x9c\xac",
+                           "{brace}", "NULL",        "tab\tnl\n", "[x]"};
     size_t n = sizeof items / sizeof *items;
     char id[UUID_STR_LEN + 1];
     uuid_v4(id);
@@ -732,9 +756,9 @@ static void test_text_array(void **state)
 
     /* Empty array. */
     enc = db_text_array_new(f->kind, NULL, 0);
-    assert_ok(db_exec(c, "UPDATE t_item SET tags = $2 WHERE id = $1", 2,
-                      (struct db_param[]){{.type = DBP_TEXT, .s = id}, {.type = DBP_TEXT, .s = enc}},
-                      NULL));
+    assert_ok(db_exec(
+        c, "UPDATE t_item SET tags = $2 WHERE id = $1", 2,
+        (struct db_param[]){{.type = DBP_TEXT, .s = id}, {.type = DBP_TEXT, .s = enc}}, NULL));
     free(enc);
     assert_ok(db_exec(c, "SELECT tags, NULL FROM t_item WHERE id = $1", 1, p, &r));
     assert_ok(db_res_text_array(r, 0, 0, &out, &m));
@@ -876,9 +900,19 @@ static void test_url_parse(void **state)
         {"postgresql://", DB_POSTGRES, "postgresql://"},
     };
     static const char *const bad[] = {
-        "", "sqlite://", "sqlite:///", "sqlite://host/x.db", "sqlite:x.db", "sqlite:///x.db?mode=ro",
-        "mysql://h/db", "postgresql+psycopg://h/db", "redis://h", "http://x", "x.db?y",
-        "postgresql:/h/db", "sqlite+aiosqlite:///x.db",
+        "",
+        "sqlite://",
+        "sqlite:///",
+        "sqlite://host/x.db",
+        "sqlite:x.db",
+        "sqlite:///x.db?mode=ro",
+        "mysql://h/db",
+        "postgresql+psycopg://h/db",
+        "redis://h",
+        "http://x",
+        "x.db?y",
+        "postgresql:/h/db",
+        "sqlite+aiosqlite:///x.db",
     };
     for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
         enum db_kind k;

@@ -33,7 +33,7 @@
     do {                                                                                           \
         rc_t rc_ = (expr);                                                                         \
         if (rc_ != (want))                                                                         \
-            fail_msg("%s: got %s, want %s", #expr, rc_str(rc_), rc_str(want));                    \
+            fail_msg("%s: got %s, want %s", #expr, rc_str(rc_), rc_str(want));                     \
     } while (0)
 
 struct fx {
@@ -228,15 +228,13 @@ static void test_apply_creates_schema(void **state)
         struct db_param p[] = {DBP_T(k_schema[i].table)};
         assert_ok(db_exec(c, cols_sql, 1, p, &r));
         char got[1024] = "";
-        for (int j = 0; j < db_res_rows(r); j++) {
-            if (j)
-                strncat(got, ",", sizeof got - strlen(got) - 1);
-            strncat(got, db_res_get(r, j, 0), sizeof got - strlen(got) - 1);
-        }
+        size_t len = 0;
+        for (int j = 0; j < db_res_rows(r) && len < sizeof got; j++)
+            len += (size_t)snprintf(got + len, sizeof got - len, "%s%s", j ? "," : "",
+                                    db_res_get(r, j, 0));
         db_res_free(r);
         if (strcmp(got, k_schema[i].columns) != 0)
-            fail_msg("%s columns:\n got %s\nwant %s", k_schema[i].table, got,
-                     k_schema[i].columns);
+            fail_msg("%s columns:\n got %s\nwant %s", k_schema[i].table, got, k_schema[i].columns);
     }
     /* No table beyond the contract. */
     const char *ntab_sql = f->kind == DB_SQLITE
@@ -263,19 +261,29 @@ static void test_apply_creates_schema(void **state)
     if (f->kind == DB_POSTGRES) {
         /* Named constraints (informative on SQLite). */
         static const char *const cons[] = {
-            "pk_users", "ck_users_role_allowed", "pk_sessions", "uq_sessions_id",
-            "uq_sessions_hashed_refresh_token", "fk_sessions_user_id_users",
-            "uq_api_keys_hashed_key", "fk_api_keys_user_id_users",
-            "fk_user_identities_user_id_users", "uq_user_identities_provider_subject",
-            "uq_oauth_clients_client_id", "ck_oauth_clients_ck_oauth_clients_role_allowed",
-            "uq_signing_keys_kid", "ck_webhook_deliveries_status_allowed",
-            "fk_webhook_deliveries_endpoint_id_webhook_endpoints", "pk_kv_entries",
-            "pk_email_outbox", "pk_schema_migrations",
+            "pk_users",
+            "ck_users_role_allowed",
+            "pk_sessions",
+            "uq_sessions_id",
+            "uq_sessions_hashed_refresh_token",
+            "fk_sessions_user_id_users",
+            "uq_api_keys_hashed_key",
+            "fk_api_keys_user_id_users",
+            "fk_user_identities_user_id_users",
+            "uq_user_identities_provider_subject",
+            "uq_oauth_clients_client_id",
+            "ck_oauth_clients_ck_oauth_clients_role_allowed",
+            "uq_signing_keys_kid",
+            "ck_webhook_deliveries_status_allowed",
+            "fk_webhook_deliveries_endpoint_id_webhook_endpoints",
+            "pk_kv_entries",
+            "pk_email_outbox",
+            "pk_schema_migrations",
         };
         for (size_t i = 0; i < sizeof cons / sizeof *cons; i++) {
             struct db_param p[] = {DBP_T(cons[i])};
-            assert_ok(db_exec(c, "SELECT count(*) FROM pg_constraint WHERE conname = $1", 1, p,
-                              &r));
+            assert_ok(
+                db_exec(c, "SELECT count(*) FROM pg_constraint WHERE conname = $1", 1, p, &r));
             if (db_res_int(r, 0, 0) != 1)
                 fail_msg("constraint %s missing", cons[i]);
             db_res_free(r);
@@ -366,8 +374,7 @@ static void test_role_check(void **state)
     db_res_free(r);
     /* created_at has no default. */
     uuid_v4(id);
-    assert_rc(db_exec(c, "INSERT INTO users (id, email) VALUES ($1, 'e@example.com')", 1, p,
-                      NULL),
+    assert_rc(db_exec(c, "INSERT INTO users (id, email) VALUES ($1, 'e@example.com')", 1, p, NULL),
               RC_CONSTRAINT);
     if (f->kind == DB_SQLITE) {
         struct db_param pb[] = {DBP_T(id), DBP_T(now)};
@@ -429,8 +436,7 @@ static void test_fk_restrict(void **state)
     struct fx *f = *state;
     migrate_ok(f->db);
     struct db_conn *c = NULL;
-    char uid[UUID_STR_LEN + 1], sid[UUID_STR_LEN + 1], id2[UUID_STR_LEN + 1],
-        now[TIME_STR_MAX];
+    char uid[UUID_STR_LEN + 1], sid[UUID_STR_LEN + 1], id2[UUID_STR_LEN + 1], now[TIME_STR_MAX];
     assert_ok(db_acquire(f->db, DB_WRITE, &c));
     assert_ok(insert_user(c, "fk@example.com", "user", uid));
     uuid_v4(sid);
@@ -483,8 +489,8 @@ static void test_failed_migration_rolls_back(void **state)
     assert_int_equal(query_int(f->db, "SELECT count(*) FROM a", 0, NULL), 1);
     assert_int_equal(query_int(f->db, "SELECT count(*) FROM schema_migrations", 0, NULL), 1);
     assert_int_equal(query_int(f->db,
-                               "SELECT count(*) FROM schema_migrations WHERE version = '0001_a'",
-                               0, NULL),
+                               "SELECT count(*) FROM schema_migrations WHERE version = '0001_a'", 0,
+                               NULL),
                      1);
     const char *has_b = f->kind == DB_SQLITE
                             ? "SELECT count(*) FROM sqlite_master WHERE name IN ('b', 'c')"
