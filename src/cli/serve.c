@@ -59,8 +59,10 @@ static int migrate_at_start(const struct config *cfg, struct db *db)
         return 1;
     }
     if (pending) {
-        fprintf(stderr, "authd: %d pending migration(s); run `authd migrate` first "
-                        "(or set DATABASE__AUTO_MIGRATE=true)\n", pending);
+        fprintf(stderr,
+                "authd: %d pending migration(s); run `authd migrate` first "
+                "(or set DATABASE__AUTO_MIGRATE=true)\n",
+                pending);
         return 1;
     }
     return 0;

@@ -91,8 +91,8 @@ struct arena *http_req_arena(struct http_req *r);
 void *http_req_app(struct http_req *r);
 struct http_server *http_req_server(struct http_req *r);
 enum http_method http_req_method(const struct http_req *r);
-const char *http_req_path(const struct http_req *r);        /* raw path, no query */
-const char *http_req_route(const struct http_req *r);       /* template or NULL */
+const char *http_req_path(const struct http_req *r);               /* raw path, no query */
+const char *http_req_route(const struct http_req *r);              /* template or NULL */
 const char *http_req_header(struct http_req *r, const char *name); /* case-insensitive */
 const char *http_req_query(struct http_req *r, const char *name);
 const char *http_req_cookie(struct http_req *r, const char *name);

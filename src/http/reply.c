@@ -161,11 +161,16 @@ void http_reply_invalid(struct http_req *r, const char *problem)
 /* api-core §3.3: exact paths whose responses are never cached. */
 static bool no_store_path(const char *path)
 {
-    static const char *const paths[] = {
-        "/auth/csrf",        "/auth/login",          "/auth/token",
-        "/auth/logout",      "/auth/reauth",         "/auth/otp/verify/login",
-        "/auth/otp/verify/action", "/auth/oauth/google/callback", "/auth/saml/callback",
-        "/auth/apikeys"};
+    static const char *const paths[] = {"/auth/csrf",
+                                        "/auth/login",
+                                        "/auth/token",
+                                        "/auth/logout",
+                                        "/auth/reauth",
+                                        "/auth/otp/verify/login",
+                                        "/auth/otp/verify/action",
+                                        "/auth/oauth/google/callback",
+                                        "/auth/saml/callback",
+                                        "/auth/apikeys"};
     for (size_t i = 0; i < sizeof paths / sizeof *paths; i++)
         if (strcmp(path, paths[i]) == 0)
             return true;
@@ -221,13 +226,14 @@ static bool sensitive_key(const char *key)
     char k[64];
     size_t n = 0;
     for (; key[n] && n < sizeof k - 1; n++)
-        k[n] = key[n] == '-' ? '_' : (char)((key[n] >= 'A' && key[n] <= 'Z') ? key[n] + 32 : key[n]);
+        k[n] =
+            key[n] == '-' ? '_' : (char)((key[n] >= 'A' && key[n] <= 'Z') ? key[n] + 32 : key[n]);
     k[n] = '\0';
     if (key[n]) /* longer than we inspect: redact to be safe */
         return true;
-    static const char *const exact[] = {"access_token", "api_key",       "apikey", "authorization",
-                                        "cookie",       "password",      "refresh_token",
-                                        "set_cookie",   "token",         "x_api_key"};
+    static const char *const exact[] = {
+        "access_token", "api_key",       "apikey",     "authorization", "cookie",
+        "password",     "refresh_token", "set_cookie", "token",         "x_api_key"};
     for (size_t i = 0; i < sizeof exact / sizeof *exact; i++)
         if (strcmp(k, exact[i]) == 0)
             return true;
@@ -264,8 +270,8 @@ static enum MHD_Result add_query(void *cls, enum MHD_ValueKind kind, const char 
 void http_access_log(struct http_req *r, int64_t duration_us)
 {
     enum log_level lvl = r->handler_failed || r->status >= 500 ? LOG_ERROR
-                         : r->status >= 400                   ? LOG_WARNING
-                                                              : LOG_INFO;
+                         : r->status >= 400                    ? LOG_WARNING
+                                                               : LOG_INFO;
     if (!log_enabled(lvl))
         return;
     struct log_line l;

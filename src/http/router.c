@@ -27,8 +27,8 @@ struct router {
     struct rroute *routes;
 };
 
-static const char *const method_names[HTTP_METHOD_COUNT] = {
-    "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "OTHER"};
+static const char *const method_names[HTTP_METHOD_COUNT] = {"GET",    "POST", "PUT",     "PATCH",
+                                                            "DELETE", "HEAD", "OPTIONS", "OTHER"};
 
 enum http_method http_method_parse(const char *s)
 {

@@ -95,8 +95,8 @@ static const char *joined_xff(struct http_req *r)
     return out;
 }
 
-static struct http_req *req_new(struct http_server *s, struct MHD_Connection *conn,
-                                const char *url, const char *method)
+static struct http_req *req_new(struct http_server *s, struct MHD_Connection *conn, const char *url,
+                                const char *method)
 {
     struct http_req *r = xcalloc(1, sizeof *r);
     r->srv = s;
@@ -233,9 +233,8 @@ static enum MHD_Result queue(struct http_req *r)
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **con_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
 {
     (void)version;
     struct http_server *s = cls;
@@ -335,8 +334,8 @@ struct http_server *http_server_new(const struct http_opts *opts, const struct h
     }
     s->metrics = metrics_new(s->templates, (int)nroutes);
     s->trusted = cidrset_new(opts->trusted_proxy_cidrs, opts->n_trusted_proxy_cidrs);
-    s->allowed = xcalloc(opts->n_allowed_hosts > 0 ? (size_t)opts->n_allowed_hosts : 1,
-                         sizeof *s->allowed);
+    s->allowed =
+        xcalloc(opts->n_allowed_hosts > 0 ? (size_t)opts->n_allowed_hosts : 1, sizeof *s->allowed);
     for (int i = 0; i < opts->n_allowed_hosts; i++) {
         const char *h = opts->allowed_hosts[i];
         if (strcmp(h, "*") == 0)
@@ -366,8 +365,8 @@ rc_t http_server_start(struct http_server *s)
     struct sockaddr_storage ss;
     if (resolve_bind(s->opts.host, s->opts.port, &ss) != RC_OK)
         return RC_INVALID;
-    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC |
-                     MHD_USE_ERROR_LOG;
+    unsigned flags =
+        MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC | MHD_USE_ERROR_LOG;
     if (ss.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
     size_t conn_memory = s->opts.max_header_bytes * 4;
@@ -375,12 +374,11 @@ rc_t http_server_start(struct http_server *s)
         conn_memory = CONN_MEMORY_MIN;
     s->daemon = MHD_start_daemon(
         flags, (uint16_t)s->opts.port, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER,
-        on_log, s, MHD_OPTION_SOCK_ADDR, &ss,
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(s->opts.threads > 0 ? s->opts.threads : 1),
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)s->opts.connection_timeout_s,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, conn_memory,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-        MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_END);
+        on_log, s, MHD_OPTION_SOCK_ADDR, &ss, MHD_OPTION_THREAD_POOL_SIZE,
+        (unsigned)(s->opts.threads > 0 ? s->opts.threads : 1), MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)s->opts.connection_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT, conn_memory,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
+        MHD_OPTION_END);
     if (!s->daemon)
         return RC_IO;
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);

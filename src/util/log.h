@@ -48,7 +48,7 @@ void log_shutdown(void);
 /* corr_id NULL → "unknown". Lines below the configured level are dropped
  * here, so callers may skip the log_enabled check when formatting is cheap. */
 void log_begin(struct log_line *l, enum log_level lvl, const char *event, const char *corr_id);
-void log_str(struct log_line *l, const char *key, const char *val);   /* NULL → null */
+void log_str(struct log_line *l, const char *key, const char *val); /* NULL → null */
 void log_strn(struct log_line *l, const char *key, const char *val, size_t n);
 void log_int(struct log_line *l, const char *key, int64_t v);
 void log_bool(struct log_line *l, const char *key, bool v);

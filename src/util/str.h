@@ -14,8 +14,8 @@ struct str {
 
 #define STR_LIT(s) ((struct str){(s), sizeof(s) - 1})
 
-struct str str_of(const char *s);          /* s NULL → empty view */
-struct str str_trim(struct str s);          /* ASCII whitespace */
+struct str str_of(const char *s);  /* s NULL → empty view */
+struct str str_trim(struct str s); /* ASCII whitespace */
 bool str_eq(struct str a, const char *b);
 bool str_ieq(struct str a, const char *b); /* ASCII case-insensitive */
 bool str_starts_with(const char *s, const char *prefix);

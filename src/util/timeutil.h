@@ -10,8 +10,8 @@
 
 #define TIME_STR_MAX 40
 
-int64_t time_now_us(void);      /* wall clock, Unix microseconds */
-int64_t time_mono_us(void);     /* monotonic, for durations and deadlines */
+int64_t time_now_us(void);  /* wall clock, Unix microseconds */
+int64_t time_mono_us(void); /* monotonic, for durations and deadlines */
 
 enum time_style {
     TIME_STYLE_Z,  /* 2026-04-16T09:00:00Z / ...00.123456Z */

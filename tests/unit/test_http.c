@@ -14,8 +14,8 @@
 #include "http/metrics.h"
 #include "http/router.h"
 
-static const char *const pats[] = {"/health/live", "/auth/sessions",
-                                   "/auth/sessions/{session_id}", "/auth/sessions/{session_id}",
+static const char *const pats[] = {"/health/live", "/auth/sessions", "/auth/sessions/{session_id}",
+                                   "/auth/sessions/{session_id}",
                                    "/admin/users/{user_id}/sessions/{sid}"};
 static const enum http_method meths[] = {HTTP_GET, HTTP_GET, HTTP_DELETE, HTTP_GET, HTTP_GET};
 
@@ -137,14 +137,14 @@ static void test_json_body_rules(void **st)
         bool ok;
     } cases[] = {
         {"{\"a\":1}", 7, true},
-        {"{\"a\":1,\"a\":2}", 13, false},          /* duplicate key */
-        {"[1,2]", 5, false},                       /* not an object */
-        {"\"str\"", 5, false},                     /* scalar */
-        {"{\"a\":", 5, false},                     /* malformed */
-        {"", 0, false},                            /* empty */
-        {"{\"a\":\"\xff\"}", 9, false},            /* invalid UTF-8 */
-        {"{\"a\":\"\\u0000\"}", 13, false},        /* NUL escape */
-        {"{\"a\":1}\x00", 8, false},               /* trailing NUL byte */
+        {"{\"a\":1,\"a\":2}", 13, false},   /* duplicate key */
+        {"[1,2]", 5, false},                /* not an object */
+        {"\"str\"", 5, false},              /* scalar */
+        {"{\"a\":", 5, false},              /* malformed */
+        {"", 0, false},                     /* empty */
+        {"{\"a\":\"\xff\"}", 9, false},     /* invalid UTF-8 */
+        {"{\"a\":\"\\u0000\"}", 13, false}, /* NUL escape */
+        {"{\"a\":1}\x00", 8, false},        /* trailing NUL byte */
         {"{\"a\":\"caf\xc3\xa9\"}", 13, true},
         {"{\"nested\":{\"a\":1,\"a\":1}}", 24, false}, /* nested duplicate */
     };
@@ -204,9 +204,9 @@ static void test_metrics_render(void **st)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_router_match),     cmocka_unit_test(test_router_bad_pattern),
-        cmocka_unit_test(test_clientip),         cmocka_unit_test(test_json_content_types),
-        cmocka_unit_test(test_json_body_rules),  cmocka_unit_test(test_metrics_render),
+        cmocka_unit_test(test_router_match),    cmocka_unit_test(test_router_bad_pattern),
+        cmocka_unit_test(test_clientip),        cmocka_unit_test(test_json_content_types),
+        cmocka_unit_test(test_json_body_rules), cmocka_unit_test(test_metrics_render),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

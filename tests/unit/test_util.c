@@ -115,8 +115,13 @@ static void test_time_formats(void **st)
     assert_true(back == t + 500000);
     assert_true(time_parse("2026-04-16T09:00:00+00:00", &back));
     assert_true(back == t);
-    const char *bad[] = {"", "2026-04-16", "2026-13-01T00:00:00Z", "2026-04-16T09:00:00",
-                         "2026-04-16T09:00:00Zjunk", "2026-04-16T09:00:00.Z", "abcd-04-16T09:00:00Z"};
+    const char *bad[] = {"",
+                         "2026-04-16",
+                         "2026-13-01T00:00:00Z",
+                         "2026-04-16T09:00:00",
+                         "2026-04-16T09:00:00Zjunk",
+                         "2026-04-16T09:00:00.Z",
+                         "abcd-04-16T09:00:00Z"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
         assert_false(time_parse(bad[i], &back));
 }
@@ -147,11 +152,11 @@ static void test_utf8(void **st)
     (void)st;
     assert_true(utf8_valid("plain", 5));
     assert_true(utf8_valid("\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80", 9));
-    assert_false(utf8_valid("\xc0\xaf", 2));             /* overlong */
-    assert_false(utf8_valid("\xed\xa0\x80", 3));         /* surrogate */
-    assert_false(utf8_valid("\xf4\x90\x80\x80", 4));     /* > U+10FFFF */
-    assert_false(utf8_valid("\xe2\x82", 2));             /* truncated */
-    assert_false(utf8_valid("\x80", 1));                 /* lone continuation */
+    assert_false(utf8_valid("\xc0\xaf", 2));         /* overlong */
+    assert_false(utf8_valid("\xed\xa0\x80", 3));     /* surrogate */
+    assert_false(utf8_valid("\xf4\x90\x80\x80", 4)); /* > U+10FFFF */
+    assert_false(utf8_valid("\xe2\x82", 2));         /* truncated */
+    assert_false(utf8_valid("\x80", 1));             /* lone continuation */
     assert_int_equal(utf8_len("\xc3\xa9t\xf0\x9f\x98\x80", 7), 3);
 }
 
@@ -210,10 +215,14 @@ static void test_workq_deadline_and_bound(void **st)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_arena),          cmocka_unit_test(test_buf_limit_sticky),
-        cmocka_unit_test(test_buf_json_escape), cmocka_unit_test(test_time_formats),
-        cmocka_unit_test(test_uuid),           cmocka_unit_test(test_utf8),
-        cmocka_unit_test(test_str),            cmocka_unit_test(test_workq_deadline_and_bound),
+        cmocka_unit_test(test_arena),
+        cmocka_unit_test(test_buf_limit_sticky),
+        cmocka_unit_test(test_buf_json_escape),
+        cmocka_unit_test(test_time_formats),
+        cmocka_unit_test(test_uuid),
+        cmocka_unit_test(test_utf8),
+        cmocka_unit_test(test_str),
+        cmocka_unit_test(test_workq_deadline_and_bound),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
