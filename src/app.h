@@ -10,12 +10,22 @@
 #include "kv/kv.h"
 #include "util/workq.h"
 
+struct secrets;
+struct keys;
+struct mailer;
+struct ratelimit;
+
 struct app {
     const struct config *cfg;
     struct db *db;
     struct kv *kv;
     struct workq *blocking; /* general off-event-loop work (test hooks) */
+    struct workq *pwhash;   /* password hashing: PASSWORD_HASH__WORKERS threads */
     struct http_server *http;
+    struct secrets *secrets; /* svc/secrets.h */
+    struct keys *keys;       /* svc/keys.h: signing keys, JWT sign/verify, JWKS */
+    struct mailer *mailer;   /* svc/mailer.h: email outbox and delivery */
+    struct ratelimit *rl;    /* svc/ratelimit.h: request rate limits */
 };
 
 #endif

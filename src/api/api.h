@@ -1,16 +1,25 @@
 /* The route table of authd and the handlers behind it (one file per
  * endpoint family). Handlers are flat: parse → validate → call a service →
- * render; they never touch SQL or libmicrohttpd. */
+ * render; they never touch SQL or libmicrohttpd.
+ *
+ * Each family file exports `size_t api_<family>_routes(const struct
+ * http_route **out)`; routes.c concatenates the families once. */
 #ifndef AUTHD_API_API_H
 #define AUTHD_API_API_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "http/http.h"
 
-/* The full table; test-hook routes are included only when enabled. The
- * returned table is static and lives for the process. */
+/* The full table; test-hook routes are included only when enabled. Built
+ * once, lives for the process. */
 const struct http_route *api_routes(bool test_hooks, size_t *out_n);
+
+size_t api_health_routes(const struct http_route **out);   /* health.c, metrics.c */
+size_t api_jwks_routes(const struct http_route **out);     /* jwks.c */
+size_t api_accounts_routes(const struct http_route **out); /* signup.c, verify.c */
+size_t api_test_routes(const struct http_route **out);     /* testhooks.c */
 
 /* health.c */
 void api_health_live(struct http_req *r);
@@ -20,5 +29,8 @@ void api_metrics(struct http_req *r);
 /* testhooks.c (APP__TEST_HOOKS only) */
 void api_test_echo(struct http_req *r);
 void api_test_sleep(struct http_req *r);
+
+/* Stage-3 hook (api-core §11): the rate limiter. True when it answered. */
+bool api_ratelimit_hook(struct http_req *r); /* ratelimit_hook.c */
 
 #endif

@@ -21,3 +21,14 @@ void api_health_ready(struct http_req *r)
     static const char body[] = "{\"status\":\"ready\"}";
     http_reply_raw(r, 200, "application/json", body, sizeof body - 1);
 }
+
+size_t api_health_routes(const struct http_route **out)
+{
+    static const struct http_route routes[] = {
+        {HTTP_GET, "/health/live", api_health_live, 0},
+        {HTTP_GET, "/health/ready", api_health_ready, 0},
+        {HTTP_GET, "/metrics", api_metrics, 0},
+    };
+    *out = routes;
+    return sizeof routes / sizeof *routes;
+}

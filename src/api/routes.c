@@ -1,21 +1,45 @@
-/* The one route table (conventions: every route declared in one place with
- * its policy, so a check cannot be forgotten on one route). */
+/* The one route table (conventions: every route declared with its policy in
+ * one place per family, so a check cannot be forgotten on one route). The
+ * families are concatenated once at start-up. */
 #include "api/api.h"
+#include "util/mem.h"
 
-static const struct http_route routes[] = {
-    {HTTP_GET, "/health/live", api_health_live, 0},
-    {HTTP_GET, "/health/ready", api_health_ready, 0},
-    {HTTP_GET, "/metrics", api_metrics, 0},
-    /* test hooks last, so the table without them is a prefix */
-    {HTTP_POST, "/_test/echo", api_test_echo, ROUTE_JSON_BODY},
-    {HTTP_GET, "/_test/sleep", api_test_sleep, 0},
-};
+#include <pthread.h>
+#include <string.h>
 
-#define N_TEST_HOOKS 2
+typedef size_t (*family_fn)(const struct http_route **out);
+
+static const family_fn families[] = {api_health_routes, api_jwks_routes, api_accounts_routes};
+
+static struct http_route *table;
+static size_t n_base, n_all;
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+static void build(void)
+{
+    const struct http_route *parts[sizeof families / sizeof *families + 1];
+    size_t counts[sizeof families / sizeof *families + 1], total = 0, nf = 0;
+    for (; nf < sizeof families / sizeof *families; nf++) {
+        counts[nf] = families[nf](&parts[nf]);
+        total += counts[nf];
+    }
+    counts[nf] = api_test_routes(&parts[nf]);
+    n_base = total;
+    total += counts[nf];
+    nf++;
+    table = xcalloc(total ? total : 1, sizeof *table);
+    size_t o = 0;
+    for (size_t i = 0; i < nf; i++) {
+        if (counts[i])
+            memcpy(table + o, parts[i], counts[i] * sizeof *table);
+        o += counts[i];
+    }
+    n_all = total;
+}
 
 const struct http_route *api_routes(bool test_hooks, size_t *out_n)
 {
-    size_t n = sizeof routes / sizeof *routes;
-    *out_n = test_hooks ? n : n - N_TEST_HOOKS;
-    return routes;
+    pthread_once(&once, build);
+    *out_n = test_hooks ? n_all : n_base;
+    return table;
 }

@@ -40,3 +40,13 @@ void api_test_sleep(struct http_req *r)
     struct app *app = http_req_app(r);
     http_req_offload(r, app->blocking, sleep_work, 10000);
 }
+
+size_t api_test_routes(const struct http_route **out)
+{
+    static const struct http_route routes[] = {
+        {HTTP_POST, "/_test/echo", api_test_echo, ROUTE_JSON_BODY},
+        {HTTP_GET, "/_test/sleep", api_test_sleep, 0},
+    };
+    *out = routes;
+    return sizeof routes / sizeof *routes;
+}

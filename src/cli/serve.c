@@ -8,6 +8,10 @@
 #include "cli/cli.h"
 #include "jobs/runner.h"
 #include "store/migrate.h"
+#include "svc/keys.h"
+#include "svc/mailer.h"
+#include "svc/ratelimit.h"
+#include "svc/secrets.h"
 #include "util/log.h"
 #include "util/timeutil.h"
 
@@ -19,6 +23,7 @@
 
 #define BLOCKING_THREADS 4
 #define BLOCKING_QUEUE 1024
+#define PWHASH_QUEUE 4096
 
 static void pool_metrics(struct buf *out, void *ctx)
 {
@@ -123,6 +128,20 @@ int cli_serve(int argc, char **argv)
         goto out;
     }
     app.blocking = workq_new(BLOCKING_THREADS, BLOCKING_QUEUE);
+    app.pwhash = workq_new(cfg->password_hash.workers, PWHASH_QUEUE);
+    const char *data_dir = db_sqlite_dir(app.db) ? db_sqlite_dir(app.db) : "./data";
+    if (secrets_load(cfg, data_dir, &app.secrets) != RC_OK) {
+        fprintf(stderr, "authd: cannot load the instance key in %s\n", data_dir);
+        code = 1;
+        goto out;
+    }
+    if (keys_new(app.db, cfg, app.secrets, &app.keys) != RC_OK ||
+        mailer_new(app.db, cfg, app.secrets, data_dir, &app.mailer) != RC_OK ||
+        ratelimit_new(app.kv, cfg, &app.rl) != RC_OK) {
+        fprintf(stderr, "authd: start-up failed (signing keys, mail or rate limiter)\n");
+        code = 1;
+        goto out;
+    }
 
     size_t nroutes;
     const struct http_route *routes = api_routes(cfg->app.test_hooks, &nroutes);
@@ -138,6 +157,7 @@ int cli_serve(int argc, char **argv)
         .n_trusted_proxy_cidrs = cfg->app.trusted_proxy_cidrs.n,
         .allowed_hosts = (const char *const *)cfg->app.allowed_hosts.items,
         .n_allowed_hosts = cfg->app.allowed_hosts.n,
+        .pre_route = api_ratelimit_hook,
         .app = &app,
     };
     app.http = http_server_new(&ho, routes, nroutes);
@@ -182,7 +202,12 @@ out:
     /* Finish offloaded work (it resumes its connections) before the daemon
      * goes away, then close every connection. */
     workq_free(app.blocking);
+    workq_free(app.pwhash);
     http_server_free(app.http);
+    ratelimit_free(app.rl);
+    mailer_free(app.mailer);
+    keys_free(app.keys);
+    secrets_free(app.secrets);
     kv_close(app.kv);
     db_close(app.db);
     if (code == 0 && cfg)

@@ -1,6 +1,8 @@
 /* Periodic duties on one thread (see runner.h). The thread sleeps on a
  * condition variable so jobs_stop wakes it at once. */
 #include "jobs/runner.h"
+#include "svc/keys.h"
+#include "svc/mailer.h"
 #include "util/log.h"
 #include "util/mem.h"
 #include "util/timeutil.h"
@@ -10,6 +12,7 @@
 #include <time.h>
 
 #define SWEEP_INTERVAL_US (60LL * 1000000)
+#define KEYS_INTERVAL_US (60LL * 1000000)
 
 struct jobs {
     struct app *app;
@@ -23,6 +26,7 @@ static void *run(void *p)
 {
     struct jobs *j = p;
     int64_t next_sweep = time_mono_us() + SWEEP_INTERVAL_US;
+    int64_t next_keys = time_mono_us() + KEYS_INTERVAL_US;
     pthread_mutex_lock(&j->mu);
     while (!j->stop) {
         struct timespec ts;
@@ -38,6 +42,11 @@ static void *run(void *p)
                 log_msg(LOG_DEBUG, "kv_swept", "removed %d expired entries", n);
             next_sweep = time_mono_us() + SWEEP_INTERVAL_US;
         }
+        if (time_mono_us() >= next_keys) {
+            keys_job(j->app->keys);
+            next_keys = time_mono_us() + KEYS_INTERVAL_US;
+        }
+        mailer_job(j->app->mailer);
         pthread_mutex_lock(&j->mu);
     }
     pthread_mutex_unlock(&j->mu);

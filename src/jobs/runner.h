@@ -1,6 +1,6 @@
 /* In-process job runner (config-ops §11): one thread that runs periodic
- * duties until stopped. Today: the in-process KV sweeper (every 60 s).
- * Later duties (email outbox, key retirement, retention) register here. */
+ * duties until stopped: the in-process KV sweeper and signing-key
+ * retirement (every 60 s), email delivery (every second). */
 #ifndef AUTHD_JOBS_RUNNER_H
 #define AUTHD_JOBS_RUNNER_H
 
