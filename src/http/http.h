@@ -105,6 +105,10 @@ const char *http_req_body(const struct http_req *r, size_t *out_len);
 const char *http_req_client_ip(const struct http_req *r); /* canonical or "unknown" */
 const char *http_req_corr_id(const struct http_req *r);
 bool http_req_development(const struct http_req *r);
+/* A handler's own per-request state, e.g. parsed input handed to offloaded
+ * work (allocate it in the request arena). NULL until set. */
+void http_req_set_ctx(struct http_req *r, void *ctx);
+void *http_req_ctx(const struct http_req *r);
 
 /* ---- responses: exactly one per request ---- */
 /* Takes ownership of body (may be NULL for an empty object). */

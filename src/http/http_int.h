@@ -51,6 +51,7 @@ struct http_req {
 
     bool dispatched, offloaded, replied, queued, handler_failed;
     http_handler_fn offload_work;
+    void *ctx;
 
     int status;
     const char *content_type;

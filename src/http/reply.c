@@ -91,6 +91,16 @@ bool http_req_development(const struct http_req *r)
     return r->srv->opts.development;
 }
 
+void http_req_set_ctx(struct http_req *r, void *ctx)
+{
+    r->ctx = ctx;
+}
+
+void *http_req_ctx(const struct http_req *r)
+{
+    return r->ctx;
+}
+
 bool http_req_replied(const struct http_req *r)
 {
     return r->replied;
