@@ -7,6 +7,7 @@
 #include "app.h"
 #include "cli/cli.h"
 #include "jobs/runner.h"
+#include "store/kv_entries.h"
 #include "store/migrate.h"
 #include "svc/keys.h"
 #include "svc/mailer.h"
@@ -125,6 +126,13 @@ int cli_serve(int argc, char **argv)
     if (kv_open(cfg->redis.url, &app.kv) != RC_OK) {
         fprintf(stderr, "authd: cannot use REDIS__URL\n");
         code = 2;
+        goto out;
+    }
+    if (!kv_is_shared(app.kv) &&
+        kv_set_persistence(app.kv, &kv_entries_ops, app.db, kv_entries_prefixes,
+                           kv_entries_nprefixes) != RC_OK) {
+        fprintf(stderr, "authd: cannot load persisted state from kv_entries\n");
+        code = 1;
         goto out;
     }
     app.blocking = workq_new(BLOCKING_THREADS, BLOCKING_QUEUE);

@@ -9,6 +9,7 @@
 
 #include "util/log.h"
 #include "util/str.h"
+#include "util/timeutil.h"
 
 rc_t kv_open(const char *redis_url, struct kv **out)
 {
@@ -59,6 +60,19 @@ rc_t kv_get(struct kv *kv, const char *key, char **out)
     return kv->ops->get(kv, key, klen, out);
 }
 
+static bool persisted(const struct kv *kv, const char *key)
+{
+    for (int i = 0; kv->persist && i < kv->n_persist_prefixes; i++)
+        if (str_starts_with(key, kv->persist_prefixes[i]))
+            return true;
+    return false;
+}
+
+static int64_t expiry_of(int64_t ttl_ms)
+{
+    return ttl_ms > 0 ? time_now_us() + ttl_ms * 1000 : 0;
+}
+
 static rc_t set_common(struct kv *kv, const char *key, const char *val, int64_t ttl_ms, bool nx,
                        bool *out_set)
 {
@@ -66,7 +80,25 @@ static rc_t set_common(struct kv *kv, const char *key, const char *val, int64_t 
     size_t klen = key_len(key);
     if (!klen || !val || strnlen(val, KV_VAL_MAX + 1) > KV_VAL_MAX || !ttl_ok(ttl_ms))
         return RC_INVALID;
-    return kv->ops->set(kv, key, klen, val, ttl_ms, nx, out_set);
+    if (!persisted(kv, key))
+        return kv->ops->set(kv, key, klen, val, ttl_ms, nx, out_set);
+    if (!nx) {
+        /* Durable first: a crash after it only leaves an entry memory would
+         * have had too. */
+        rc_t rc = kv->persist->put(kv->persist_ctx, key, val, expiry_of(ttl_ms));
+        return rc ? RC_UNAVAILABLE : kv->ops->set(kv, key, klen, val, ttl_ms, false, out_set);
+    }
+    /* set-if-absent decides in memory (the single process owns the store),
+     * then persists; a failed durable write undoes the memory write. */
+    rc_t rc = kv->ops->set(kv, key, klen, val, ttl_ms, true, out_set);
+    if (rc || !*out_set)
+        return rc;
+    if (kv->persist->put(kv->persist_ctx, key, val, expiry_of(ttl_ms)) != RC_OK) {
+        (void)kv->ops->del(kv, key, klen);
+        *out_set = false;
+        return RC_UNAVAILABLE;
+    }
+    return RC_OK;
 }
 
 rc_t kv_set(struct kv *kv, const char *key, const char *val, int64_t ttl_ms)
@@ -85,6 +117,10 @@ rc_t kv_del(struct kv *kv, const char *key)
     size_t klen = key_len(key);
     if (!klen)
         return RC_INVALID;
+    /* Durable first: a revoked session must never come back after a
+     * restart because only its memory copy was deleted. */
+    if (persisted(kv, key) && kv->persist->del(kv->persist_ctx, key) != RC_OK)
+        return RC_UNAVAILABLE;
     return kv->ops->del(kv, key, klen);
 }
 
@@ -94,6 +130,8 @@ rc_t kv_getdel(struct kv *kv, const char *key, char **out)
     size_t klen = key_len(key);
     if (!klen)
         return RC_INVALID;
+    if (persisted(kv, key) && kv->persist->del(kv->persist_ctx, key) != RC_OK)
+        return RC_UNAVAILABLE;
     return kv->ops->getdel(kv, key, klen, out);
 }
 
@@ -135,5 +173,38 @@ rc_t kv_ping(struct kv *kv)
 
 int kv_sweep(struct kv *kv)
 {
-    return kv->ops->sweep(kv);
+    int n = kv->ops->sweep(kv);
+    if (kv->persist)
+        n += kv->persist->sweep(kv->persist_ctx);
+    return n;
+}
+
+static void load_one(void *cb_ctx, const char *key, const char *val, int64_t expires_at_us)
+{
+    struct kv *kv = cb_ctx;
+    int64_t ttl_ms = 0;
+    if (expires_at_us) {
+        ttl_ms = (expires_at_us - time_now_us()) / 1000;
+        if (ttl_ms <= 0)
+            return;
+    }
+    size_t klen = key_len(key);
+    bool set;
+    if (klen && strnlen(val, KV_VAL_MAX + 1) <= KV_VAL_MAX)
+        (void)kv->ops->set(kv, key, klen, val, ttl_ms, false, &set);
+}
+
+rc_t kv_set_persistence(struct kv *kv, const struct kv_persist_ops *ops, void *ctx,
+                        const char *const *prefixes, int n)
+{
+    if (kv->ops->shared || !ops)
+        return RC_INVALID;
+    rc_t rc = ops->load(ctx, load_one, kv);
+    if (rc)
+        return rc;
+    kv->persist = ops;
+    kv->persist_ctx = ctx;
+    kv->persist_prefixes = prefixes;
+    kv->n_persist_prefixes = n;
+    return RC_OK;
 }

@@ -76,6 +76,30 @@ rc_t kv_ttl(struct kv *kv, const char *key, int64_t *out_ms) WUR;
 rc_t kv_window_hit(struct kv *kv, const char *key, int64_t now_ms, int64_t window_ms, int64_t limit,
                    bool *out_allowed, int64_t *out_retry_after_ms) WUR;
 
+/* Write-through persistence for the in-process store (data-model §10.7):
+ * keys starting with one of `prefixes` survive a restart because every
+ * set/del of them is first written to durable storage through `ops`
+ * (implemented above this layer, on the kv_entries table). A failed
+ * durable write fails the operation and leaves memory unchanged. Callers
+ * must not hold the database writer when they touch such keys. */
+struct kv_persist_ops {
+    /* expires_at_us: wall-clock expiry, 0 = none */
+    rc_t (*put)(void *ctx, const char *key, const char *val, int64_t expires_at_us);
+    rc_t (*del)(void *ctx, const char *key);
+    /* Calls cb for every live entry (used once, at kv_set_persistence). */
+    rc_t (*load)(void *ctx,
+                 void (*cb)(void *cb_ctx, const char *key, const char *val, int64_t expires_at_us),
+                 void *cb_ctx);
+    /* Deletes expired durable entries; returns how many. */
+    int (*sweep)(void *ctx);
+};
+
+/* Installs persistence and loads the durable entries into memory. Only for
+ * the in-process store (RC_INVALID on Redis). prefixes, ops and ctx must
+ * outlive kv. */
+rc_t kv_set_persistence(struct kv *kv, const struct kv_persist_ops *ops, void *ctx,
+                        const char *const *prefixes, int n) WUR;
+
 /* Readiness: PING on Redis; always RC_OK in process. */
 rc_t kv_ping(struct kv *kv) WUR;
 /* Drops expired entries of the in-process store (no-op on Redis). Returns

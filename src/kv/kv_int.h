@@ -54,6 +54,11 @@ struct kv_ops {
 
 struct kv {
     const struct kv_ops *ops;
+    /* Write-through persistence (in-process store only; kv_set_persistence). */
+    const struct kv_persist_ops *persist;
+    void *persist_ctx;
+    const char *const *persist_prefixes;
+    int n_persist_prefixes;
 };
 
 /* Constructors used by kv_open. kv_redis_new takes the full redis:// URL

@@ -1,0 +1,57 @@
+/* SQL of the sessions table (data-model §4, api-core §7). Every function
+ * takes a checked-out connection (the caller owns the transaction) and an
+ * arena for returned strings where rows come back. RC_NOT_FOUND when no row
+ * matches. */
+#ifndef AUTHD_STORE_SESSIONS_H
+#define AUTHD_STORE_SESSIONS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "db/db.h"
+#include "util/arena.h"
+#include "util/rc.h"
+
+struct session_row {
+    char session_id[37];
+    char id[37];
+    char user_id[37];
+    int64_t auth_time_us;
+    int64_t expires_at_us;
+    int64_t revoked_at_us; /* 0 = not revoked */
+    bool deleted;
+    int64_t created_at_us;
+    int64_t last_seen_at_us; /* 0 = never */
+    const char *ip_address;  /* NULL when unknown */
+    const char *user_agent;  /* NULL when none */
+    const char *revoke_reason;
+    bool is_suspicious;
+    const char *suspicious_reasons; /* JSON array text as stored (either dialect) */
+};
+
+struct session_new {
+    const char *session_id, *id, *user_id;
+    const char *hashed_refresh_token;
+    int64_t auth_time_us, expires_at_us, now_us;
+    const char *ip_address, *user_agent; /* NULL ok */
+    bool is_suspicious;
+    const char *suspicious_reasons_json; /* e.g. ["new_ip"] */
+};
+
+rc_t sessions_insert(struct db_conn *c, const struct session_new *s) WUR;
+rc_t sessions_get(struct db_conn *c, struct arena *a, const char *session_id,
+                  struct session_row *out) WUR;
+/* Non-deleted session whose current verifier is `verifier`, row locked for
+ * the transaction (FOR UPDATE on PostgreSQL). */
+rc_t sessions_find_by_verifier_for_update(struct db_conn *c, struct arena *a, const char *verifier,
+                                          struct session_row *out) WUR;
+/* Refresh rotation: new verifier, sliding expiry, last_seen_at. */
+rc_t sessions_rotate(struct db_conn *c, const char *session_id, const char *new_verifier,
+                     int64_t expires_at_us, int64_t now_us) WUR;
+/* Sets revoked_at (always) and revoke_reason (only when reason is not NULL). */
+rc_t sessions_revoke(struct db_conn *c, const char *session_id, const char *reason,
+                     int64_t now_us) WUR;
+/* last_seen_at = now when NULL or older than 60 s; best effort. */
+rc_t sessions_touch(struct db_conn *c, const char *session_id, int64_t now_us) WUR;
+
+#endif
