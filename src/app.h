@@ -14,6 +14,7 @@ struct secrets;
 struct keys;
 struct mailer;
 struct ratelimit;
+struct password_ctx;
 
 struct app {
     const struct config *cfg;
@@ -26,6 +27,7 @@ struct app {
     struct keys *keys;       /* svc/keys.h: signing keys, JWT sign/verify, JWKS */
     struct mailer *mailer;   /* svc/mailer.h: email outbox and delivery */
     struct ratelimit *rl;    /* svc/ratelimit.h: request rate limits */
+    struct password_ctx *pw; /* crypto/password.h: Argon2id parameters, dummy hash */
 };
 
 #endif

@@ -6,6 +6,7 @@
 #include "api/api.h"
 #include "app.h"
 #include "cli/cli.h"
+#include "crypto/password.h"
 #include "jobs/runner.h"
 #include "store/kv_entries.h"
 #include "store/migrate.h"
@@ -31,8 +32,9 @@ static void pool_metrics(struct buf *out, void *ctx)
     struct app *app = ctx;
     struct db_pool_stats st;
     db_pool_stats(app->db, &st);
-    int queued = 0, running = 0;
+    int queued = 0, running = 0, pw_queued = 0, pw_running = 0;
     workq_stats(app->blocking, &queued, &running);
+    workq_stats(app->pwhash, &pw_queued, &pw_running);
     buf_printf(out,
                "# HELP auth_service_db_pool_connections Database connections by state.\n"
                "# TYPE auth_service_db_pool_connections gauge\n"
@@ -44,8 +46,10 @@ static void pool_metrics(struct buf *out, void *ctx)
                "# HELP auth_service_worker_jobs Off-event-loop jobs by state.\n"
                "# TYPE auth_service_worker_jobs gauge\n"
                "auth_service_worker_jobs{pool=\"blocking\",state=\"queued\"} %d\n"
-               "auth_service_worker_jobs{pool=\"blocking\",state=\"running\"} %d\n",
-               st.in_use, st.idle, st.max, queued, running);
+               "auth_service_worker_jobs{pool=\"blocking\",state=\"running\"} %d\n"
+               "auth_service_worker_jobs{pool=\"password\",state=\"queued\"} %d\n"
+               "auth_service_worker_jobs{pool=\"password\",state=\"running\"} %d\n",
+               st.in_use, st.idle, st.max, queued, running, pw_queued, pw_running);
 }
 
 static int migrate_at_start(const struct config *cfg, struct db *db)
@@ -116,6 +120,14 @@ int cli_serve(int argc, char **argv)
     if (code)
         goto out;
     app.cfg = cfg;
+    {
+        char kerr[512];
+        if (keys_check_config(cfg, kerr, sizeof kerr) != RC_OK) {
+            fprintf(stderr, "authd: configuration error: %s\n", kerr);
+            code = 2;
+            goto out;
+        }
+    }
     log_start_flusher();
     code = cli_open_db(cfg, &app.db);
     if (code)
@@ -137,6 +149,13 @@ int cli_serve(int argc, char **argv)
     }
     app.blocking = workq_new(BLOCKING_THREADS, BLOCKING_QUEUE);
     app.pwhash = workq_new(cfg->password_hash.workers, PWHASH_QUEUE);
+    struct password_params pp = {(uint32_t)cfg->password_hash.memory_kib,
+                                 (uint32_t)cfg->password_hash.iterations};
+    if (password_ctx_new(&pp, &app.pw) != RC_OK) {
+        fprintf(stderr, "authd: invalid PASSWORD_HASH__* parameters\n");
+        code = 2;
+        goto out;
+    }
     const char *data_dir = db_sqlite_dir(app.db) ? db_sqlite_dir(app.db) : "./data";
     if (secrets_load(cfg, data_dir, &app.secrets) != RC_OK) {
         fprintf(stderr, "authd: cannot load the instance key in %s\n", data_dir);
@@ -216,6 +235,7 @@ out:
     mailer_free(app.mailer);
     keys_free(app.keys);
     secrets_free(app.secrets);
+    password_ctx_free(app.pw);
     kv_close(app.kv);
     db_close(app.db);
     if (code == 0 && cfg)
