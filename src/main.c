@@ -12,6 +12,7 @@ void cli_usage(FILE *f)
           "commands:\n"
           "  serve [--no-worker]   serve the HTTP API (and run background jobs)\n"
           "  migrate               apply pending database migrations\n"
+          "  rotate-signing-key [--overlap-seconds N]  rotate the JWT signing key\n"
           "  version               print the version\n"
           "  help [config]         this text, or every configuration variable\n"
           "\n"
@@ -30,6 +31,8 @@ int main(int argc, char **argv)
         return cli_serve(argc, argv);
     if (strcmp(cmd, "migrate") == 0)
         return cli_migrate(argc, argv);
+    if (strcmp(cmd, "rotate-signing-key") == 0)
+        return cli_rotate_signing_key(argc, argv);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("authd %s\n", AUTHD_VERSION);
         return 0;

@@ -12,6 +12,7 @@
 
 int cli_serve(int argc, char **argv);
 int cli_migrate(int argc, char **argv);
+int cli_rotate_signing_key(int argc, char **argv); /* cli/keys.c */
 void cli_usage(FILE *f);
 
 /* Loads config (printing the one-line error to stderr), initialises

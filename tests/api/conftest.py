@@ -71,7 +71,11 @@ def world(request, backend):
 @pytest.fixture
 def authd(world, request):
     """Factory: authd(env_overrides=None, *, wait=True, args=("serve",), migrate=True,
-    dotenv=None) -> harness.Authd.
+    dotenv=None, share_with=None) -> harness.Authd.
+
+    share_with=<an earlier instance>: the new instance uses that instance's
+    DATABASE__URL and REDIS__URL (no fresh database, no Redis flush), so two
+    processes serve one deployment.
 
     An override value None removes the variable. On PostgreSQL URLs
     `authd migrate` runs first. Every instance is stopped at teardown; the
@@ -81,8 +85,14 @@ def authd(world, request):
     started: list[harness.Authd] = []
 
     def start(env: dict | None = None, *, wait: bool = True, args=("serve",),
-              migrate: bool = True, dotenv: str | None = None) -> harness.Authd:
-        e, workdir = world.new_env(env)
+              migrate: bool = True, dotenv: str | None = None,
+              share_with: harness.Authd | None = None) -> harness.Authd:
+        if share_with is not None:
+            shared = {k: share_with.env[k] for k in ("DATABASE__URL", "REDIS__URL")
+                      if k in share_with.env}
+            e, workdir = world.new_env({**shared, **(env or {})}, fresh_db=False)
+        else:
+            e, workdir = world.new_env(env)
         if dotenv is not None:
             (workdir / ".env").write_text(dotenv)
         if migrate and e.get("DATABASE__URL", "").startswith("postgres"):
@@ -115,3 +125,36 @@ def cli_env(world):
     def make(overrides: dict | None = None, fresh_db: bool = True):
         return world.new_env(overrides, fresh_db=fresh_db)
     return make
+
+
+@pytest.fixture
+def smtp_factory():
+    """Factory: smtp_factory(port=None, *, start=True, auth=None) -> smtp_capture.SmtpCapture.
+
+    A capture SMTP server on 127.0.0.1 (aiosmtpd in a thread). With start=False
+    the port is chosen but nothing listens until `.start()` (a "mail server
+    down" test). auth=("user", "pw") makes AUTH mandatory. Every server is
+    stopped at teardown."""
+    import smtp_capture  # aiosmtpd is imported only by the tests that use mail
+
+    made: list = []
+
+    def make(port: int | None = None, *, start: bool = True, auth=None):
+        cap = smtp_capture.SmtpCapture(port=port, auth=auth)
+        made.append(cap)
+        if start:
+            cap.start()
+        return cap
+
+    yield make
+    for cap in made:
+        cap.stop()
+
+
+@pytest.fixture
+def smtp(smtp_factory):
+    """A running capture SMTP server: .port, .messages (email.message.EmailMessage
+    list), .wait_for(to=..., timeout=10, subject=None) -> EmailMessage,
+    .text_of(msg), .html_of(msg), .captured (envelopes and raw bytes).
+    Point authd at it with EMAIL__MAILHOG_HOST=127.0.0.1, EMAIL__MAILHOG_PORT=smtp.port."""
+    return smtp_factory()
