@@ -15,6 +15,7 @@ struct keys;
 struct mailer;
 struct ratelimit;
 struct password_ctx;
+struct crypto_keyed_hasher;
 
 struct app {
     const struct config *cfg;
@@ -28,6 +29,7 @@ struct app {
     struct mailer *mailer;   /* svc/mailer.h: email outbox and delivery */
     struct ratelimit *rl;    /* svc/ratelimit.h: request rate limits */
     struct password_ctx *pw; /* crypto/password.h: Argon2id parameters, dummy hash */
+    struct crypto_keyed_hasher *refresh_hasher; /* refresh-token verifier (data-model §11.1) */
 };
 
 #endif

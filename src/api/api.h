@@ -18,7 +18,8 @@ const struct http_route *api_routes(bool test_hooks, size_t *out_n);
 
 size_t api_health_routes(const struct http_route **out);   /* health.c, metrics.c */
 size_t api_jwks_routes(const struct http_route **out);     /* jwks.c */
-size_t api_accounts_routes(const struct http_route **out); /* signup.c, verify.c */
+size_t api_accounts_routes(const struct http_route **out); /* accounts.c */
+size_t api_auth_routes(const struct http_route **out);     /* auth.c */
 size_t api_test_routes(const struct http_route **out);     /* testhooks.c */
 
 /* health.c */

@@ -6,6 +6,7 @@
 #include "api/api.h"
 #include "app.h"
 #include "cli/cli.h"
+#include "crypto/keyed.h"
 #include "crypto/password.h"
 #include "jobs/runner.h"
 #include "store/kv_entries.h"
@@ -162,6 +163,9 @@ int cli_serve(int argc, char **argv)
         code = 1;
         goto out;
     }
+    app.refresh_hasher = crypto_keyed_hasher_new(app.secrets->refresh_hash_secret,
+                                                 strlen(app.secrets->refresh_hash_secret),
+                                                 CRYPTO_PURPOSE_REFRESH_TOKEN);
     if (keys_new(app.db, cfg, app.secrets, &app.keys) != RC_OK ||
         mailer_new(app.db, cfg, app.secrets, data_dir, &app.mailer) != RC_OK ||
         ratelimit_new(app.kv, cfg, &app.rl) != RC_OK) {
@@ -236,6 +240,7 @@ out:
     keys_free(app.keys);
     secrets_free(app.secrets);
     password_ctx_free(app.pw);
+    crypto_keyed_hasher_free(app.refresh_hasher);
     kv_close(app.kv);
     db_close(app.db);
     if (code == 0 && cfg)

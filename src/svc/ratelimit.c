@@ -21,7 +21,6 @@
 struct ratelimit {
     struct kv *kv;
     int default_limit, login_limit, token_limit, service_limit;
-    const char *service_aud; /* APP__SERVICE (borrowed from the config) */
     /* SHA-256 hex of the development ADMIN_API_KEY; "" when there is none. */
     char admin_key_hex[CRYPTO_SHA256_HEX_LEN + 1];
 };
@@ -54,7 +53,6 @@ rc_t ratelimit_new(struct kv *kv, const struct config *cfg, struct ratelimit **o
     rl->login_limit = cfg->rate_limit.login_requests_per_minute;
     rl->token_limit = cfg->rate_limit.token_requests_per_minute;
     rl->service_limit = cfg->rate_limit.service_requests_per_minute;
-    rl->service_aud = cfg->app.service;
     /* The configuration keeps ADMIN_API_KEY only in development. */
     struct str key = str_trim(str_of(cfg->admin_api_key));
     if (cfg->app.environment == ENV_DEVELOPMENT && key.len)
@@ -152,7 +150,9 @@ static bool form_field(const char *body, size_t len, const char *name, char *out
             out[t.len] = '\0';
             return t.len > 0;
         }
-        p = pe + 1;
+        if (!amp)
+            break;
+        p = amp + 1;
     }
     return false;
 }

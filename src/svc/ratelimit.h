@@ -10,8 +10,10 @@
  * so the caller logs `rate_limit_backend_unavailable`.
  *
  * Ownership: struct ratelimit is created once by `authd serve` (owner:
- * main, via struct app) and borrows the kv store and config, which must
- * outlive it. Every input of ratelimit_check is borrowed for the call.
+ * main, via struct app); it borrows the kv store, which must outlive it,
+ * and copies what it needs from the config. Every input of
+ * ratelimit_check is borrowed for the call; keys (svc/keys.h) is passed
+ * per call because it is built independently of the limiter.
  * Thread-safety: immutable after ratelimit_new; any number of threads may
  * call every function at once. No HTTP types (the api hook adapts). */
 #ifndef AUTHD_SVC_RATELIMIT_H
@@ -69,7 +71,9 @@ void ratelimit_free(struct ratelimit *rl); /* NULL ok */
 
 /* Requests per 60 s allowed on this exact raw path; 0 = never limited
  * (health, /metrics, and the service endpoints while
- * RATE_LIMIT__SERVICE_REQUESTS_PER_MINUTE is 0). No store access. */
+ * RATE_LIMIT__SERVICE_REQUESTS_PER_MINUTE is 0). No store access.
+ * ratelimit_check enforces a limit above KV_WINDOW_LIMIT_MAX (100 000) as
+ * that maximum (the largest log the store keeps). */
 int ratelimit_limit(const struct ratelimit *rl, const char *path);
 
 /* api-core §11.4: true when a store failure must answer 503 on this path

@@ -1,0 +1,261 @@
+/* POST /auth/login, POST /auth/token (refresh grants), POST /auth/logout,
+ * GET /auth/validate (api-core §6.3–§6.7). Login and refresh run on the
+ * password pool (hashing, RSA signing); logout and validate run inline.
+ * Token mode only: the browser-cookie transport of §8 is not wired yet. */
+#include "api/api.h"
+#include "app.h"
+#include "svc/auth.h"
+#include "svc/validate.h"
+#include "util/str.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+struct login_input {
+    char email[EMAIL_MAX_BYTES + 1];
+    const char *password;
+    const char *audience; /* trimmed, may be "" */
+    const char *refresh_token;
+};
+
+static struct auth_deps deps_of(struct http_req *r)
+{
+    struct app *app = http_req_app(r);
+    return (struct auth_deps){{app->cfg, app->db, app->kv, app->keys, app->mailer, app->pw},
+                              app->refresh_hasher};
+}
+
+static struct req_meta meta_of(struct http_req *r)
+{
+    return (struct req_meta){http_req_corr_id(r), http_req_client_ip(r),
+                             http_req_header(r, "User-Agent")};
+}
+
+static void retry_after(struct http_req *r, int64_t s)
+{
+    char v[24];
+    snprintf(v, sizeof v, "%lld", (long long)(s > 0 ? s : 1));
+    http_reply_header(r, "Retry-After", v);
+}
+
+static void reply_outcome(struct http_req *r, const struct auth_result *res)
+{
+    switch (res->outcome) {
+    case AUTH_OK: {
+        json_t *body =
+            json_pack("{s:s, s:s, s:s}", "access_token", res->tokens.access_token, "refresh_token",
+                      res->tokens.refresh_token, "token_type", "bearer");
+        http_reply_json(r, 200, body);
+        return;
+    }
+    case AUTH_BAD_CREDENTIALS:
+        http_reply_error(r, 401, "invalid_credentials", "Invalid email or password.");
+        return;
+    case AUTH_LOCKED:
+        retry_after(r, res->retry_after_s);
+        http_reply_error(r, 401, "account_locked", "Account temporarily locked.");
+        return;
+    case AUTH_EMAIL_NOT_VERIFIED:
+        http_reply_error(r, 400, "email_not_verified", "Email is not verified.");
+        return;
+    case AUTH_OTP_UNAVAILABLE:
+        http_reply_error(r, 503, "service_unavailable", "OTP login is not available.");
+        return;
+    case AUTH_SESSION_EXPIRED:
+        http_reply_error(r, 401, "session_expired", "Session expired.");
+        return;
+    case AUTH_INVALID_TOKEN:
+        http_reply_error(r, 401, res->token_code ? res->token_code : "invalid_token",
+                         res->token_detail ? res->token_detail : "Invalid token.");
+        return;
+    case AUTH_STORE_DOWN:
+        http_reply_error(r, 503, "session_expired", "Session backend unavailable.");
+        return;
+    case AUTH_LOCK_STORE_DOWN:
+        http_reply_error(r, 503, "session_expired", "Authentication backend unavailable.");
+        return;
+    case AUTH_FAILED:
+        break;
+    }
+    http_reply_error(r, 500, "internal_server_error", "authentication failed");
+}
+
+/* ---- login ---- */
+
+static void login_work(struct http_req *r)
+{
+    struct login_input *in = http_req_ctx(r);
+    struct auth_deps d = deps_of(r);
+    struct req_meta m = meta_of(r);
+    struct auth_result res;
+    auth_login(&d, &m, in->email, in->password, in->audience, &res);
+    reply_outcome(r, &res);
+    auth_tokens_free(&res.tokens);
+}
+
+static void login(struct http_req *r)
+{
+    json_t *body = http_req_json(r);
+    json_t *email = json_object_get(body, "email"), *pw = json_object_get(body, "password");
+    json_t *aud = json_object_get(body, "audience");
+    struct login_input *in = arena_zalloc(http_req_arena(r), sizeof *in);
+    if (!json_is_string(email) || !validate_email(json_string_value(email), in->email)) {
+        http_reply_invalid(r, "email: a valid email address is required");
+        return;
+    }
+    if (!json_is_string(pw) || !validate_login_password(json_string_value(pw))) {
+        http_reply_invalid(r, "password: 8 to 256 characters required");
+        return;
+    }
+    if (aud && !json_is_null(aud) &&
+        (!json_is_string(aud) || !validate_audience(json_string_value(aud)))) {
+        http_reply_invalid(r, "audience: 1 to 255 characters or null");
+        return;
+    }
+    in->password = json_string_value(pw);
+    struct str a = str_trim(str_of(json_is_string(aud) ? json_string_value(aud) : NULL));
+    in->audience = arena_strndup(http_req_arena(r), a.p, a.len);
+    http_req_set_ctx(r, in);
+    struct app *app = http_req_app(r);
+    http_req_offload(r, app->pwhash, login_work, app->cfg->password_hash.queue_timeout_ms);
+}
+
+/* Case-insensitive substring test (§6.4: the form branch is chosen by one). */
+static bool ci_contains(const char *hay, const char *needle)
+{
+    size_t n = strlen(needle);
+    for (; *hay; hay++)
+        if (strncasecmp(hay, needle, n) == 0)
+            return true;
+    return false;
+}
+
+/* ---- token (refresh grant; client_credentials arrives with M2M clients) ---- */
+
+static void refresh_work(struct http_req *r)
+{
+    struct login_input *in = http_req_ctx(r);
+    struct auth_deps d = deps_of(r);
+    struct req_meta m = meta_of(r);
+    struct auth_result res;
+    auth_refresh(&d, &m, in->refresh_token, &res);
+    reply_outcome(r, &res);
+    auth_tokens_free(&res.tokens);
+}
+
+static void token(struct http_req *r)
+{
+    const char *ct = http_req_header(r, "Content-Type");
+    if (ct && ci_contains(ct, "application/x-www-form-urlencoded")) {
+        /* §6.4 A: the client-credentials grant is not available yet. */
+        http_reply_error(r, 400, "invalid_credentials", "Unsupported grant type.");
+        return;
+    }
+    size_t len;
+    const char *raw = http_req_body(r, &len);
+    json_t *body = json_loadb(raw, len, JSON_REJECT_DUPLICATES, NULL);
+    json_t *rt = json_object_get(body, "refresh_token");
+    if (!json_is_object(body) || !json_is_string(rt) ||
+        utf8_len(json_string_value(rt), strlen(json_string_value(rt))) < 16) {
+        json_decref(body);
+        http_reply_invalid(r, "refresh_token: a string of at least 16 characters is required");
+        return;
+    }
+    struct login_input *in = arena_zalloc(http_req_arena(r), sizeof *in);
+    in->refresh_token = arena_strdup(http_req_arena(r), json_string_value(rt));
+    json_decref(body);
+    http_req_set_ctx(r, in);
+    struct app *app = http_req_app(r);
+    http_req_offload(r, app->pwhash, refresh_work, app->cfg->password_hash.queue_timeout_ms);
+}
+
+/* ---- bearer ---- */
+
+/* api-core §3.6: trimmed header, scheme "bearer" case-insensitively, the
+ * rest trimmed; empty counts as absent. */
+static const char *bearer(struct http_req *r)
+{
+    struct str h = str_trim(str_of(http_req_header(r, "Authorization")));
+    const char *sp = memchr(h.p, ' ', h.len);
+    if (!sp)
+        return NULL;
+    struct str scheme = {h.p, (size_t)(sp - h.p)};
+    if (!str_ieq(scheme, "bearer"))
+        return NULL;
+    struct str tok = str_trim((struct str){sp + 1, h.len - (size_t)(sp + 1 - h.p)});
+    return tok.len ? arena_strndup(http_req_arena(r), tok.p, tok.len) : NULL;
+}
+
+static void logout(struct http_req *r)
+{
+    size_t len;
+    const char *raw = http_req_body(r, &len);
+    const char *refresh = NULL;
+    if (len > 0) {
+        json_t *body = json_loadb(raw, len, JSON_REJECT_DUPLICATES, NULL);
+        json_t *rt = json_object_get(body, "refresh_token");
+        bool ok = body && (json_is_null(body) ||
+                           (json_is_object(body) && json_is_string(rt) &&
+                            utf8_len(json_string_value(rt), strlen(json_string_value(rt))) >= 16));
+        if (ok && json_is_object(body))
+            refresh = arena_strdup(http_req_arena(r), json_string_value(rt));
+        json_decref(body);
+        if (!ok) {
+            http_reply_invalid(r, "refresh_token: a string of at least 16 characters is required");
+            return;
+        }
+    }
+    const char *access = bearer(r);
+    if (!access || !refresh) {
+        http_reply_error(r, 401, "invalid_token", "Invalid token.");
+        return;
+    }
+    struct auth_deps d = deps_of(r);
+    struct req_meta m = meta_of(r);
+    struct auth_result res;
+    auth_logout(&d, &m, access, refresh, &res);
+    if (res.outcome == AUTH_OK)
+        http_reply_raw(r, 204, NULL, NULL, 0);
+    else
+        reply_outcome(r, &res);
+}
+
+static void validate(struct http_req *r)
+{
+    const char *access = bearer(r);
+    if (!access) {
+        http_reply_error(r, 401, "invalid_token", "Invalid token.");
+        return;
+    }
+    struct auth_deps d = deps_of(r);
+    char sid[37];
+    switch (auth_validate(&d, access, NULL, sid)) {
+    case AUTH_OK:
+        http_reply_raw(r, 204, NULL, NULL, 0);
+        return;
+    case AUTH_SESSION_EXPIRED:
+        http_reply_error(r, 401, "session_expired", "Session expired.");
+        return;
+    case AUTH_STORE_DOWN:
+        http_reply_error(r, 503, "session_expired", "Session backend unavailable.");
+        return;
+    case AUTH_FAILED:
+        http_reply_error(r, 500, "internal_server_error", "validation failed");
+        return;
+    default:
+        http_reply_error(r, 401, "invalid_token", "Invalid token.");
+    }
+}
+
+size_t api_auth_routes(const struct http_route **out)
+{
+    static const struct http_route routes[] = {
+        {HTTP_POST, "/auth/login", login, ROUTE_JSON_BODY},
+        {HTTP_POST, "/auth/token", token, ROUTE_RAW_BODY},
+        {HTTP_POST, "/auth/logout", logout, ROUTE_RAW_BODY},
+        {HTTP_GET, "/auth/validate", validate, 0},
+    };
+    *out = routes;
+    return sizeof routes / sizeof *routes;
+}
