@@ -31,6 +31,13 @@ void api_metrics(struct http_req *r);
 void api_test_echo(struct http_req *r);
 void api_test_sleep(struct http_req *r);
 
+/* Caller authentication of the self-service routes (api-core §9): bearer
+ * only, verified like /auth/validate, sub must be a UUID. On failure the
+ * error is already sent and false returned. */
+bool api_authenticate_bearer(struct http_req *r, char out_user_id[37], char out_session_id[37]);
+
+size_t api_self_routes(const struct http_route **out); /* selfservice.c */
+
 /* Stage-3 hook (api-core §11): the rate limiter. True when it answered. */
 bool api_ratelimit_hook(struct http_req *r); /* ratelimit_hook.c */
 

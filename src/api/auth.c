@@ -7,6 +7,7 @@
 #include "svc/auth.h"
 #include "svc/validate.h"
 #include "util/str.h"
+#include "util/uuid.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -219,6 +220,35 @@ static void logout(struct http_req *r)
         http_reply_raw(r, 204, NULL, NULL, 0);
     else
         reply_outcome(r, &res);
+}
+
+bool api_authenticate_bearer(struct http_req *r, char out_user_id[37], char out_session_id[37])
+{
+    const char *access = bearer(r);
+    if (!access) {
+        http_reply_error(r, 401, "invalid_token", "Invalid token.");
+        return false;
+    }
+    struct auth_deps d = deps_of(r);
+    json_t *claims = NULL;
+    enum auth_outcome o = auth_validate(&d, access, &claims, out_session_id);
+    if (o == AUTH_OK) {
+        const char *sub = json_string_value(json_object_get(claims, "sub"));
+        bool ok = sub && uuid_parse(sub, strlen(sub), out_user_id);
+        json_decref(claims);
+        if (ok)
+            return true;
+        o = AUTH_INVALID_TOKEN;
+    }
+    if (o == AUTH_SESSION_EXPIRED)
+        http_reply_error(r, 401, "session_expired", "Session expired.");
+    else if (o == AUTH_STORE_DOWN)
+        http_reply_error(r, 503, "session_expired", "Session backend unavailable.");
+    else if (o == AUTH_FAILED)
+        http_reply_error(r, 500, "internal_server_error", "validation failed");
+    else
+        http_reply_error(r, 401, "invalid_token", "Invalid token.");
+    return false;
 }
 
 static void validate(struct http_req *r)

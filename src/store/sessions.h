@@ -51,6 +51,26 @@ rc_t sessions_rotate(struct db_conn *c, const char *session_id, const char *new_
 /* Sets revoked_at (always) and revoke_reason (only when reason is not NULL). */
 rc_t sessions_revoke(struct db_conn *c, const char *session_id, const char *reason,
                      int64_t now_us) WUR;
+/* Revokes only when not revoked yet: RC_NOT_FOUND when no row changed
+ * (already revoked, or no such session). reason NULL keeps the stored one. */
+rc_t sessions_revoke_if_active(struct db_conn *c, const char *session_id, const char *reason,
+                               int64_t now_us) WUR;
+
+enum session_filter { SESSIONS_ACTIVE, SESSIONS_REVOKED, SESSIONS_ALL };
+
+/* One page of a user's non-deleted sessions for GET /auth/sessions (api-core
+ * §9.1): created_at DESC, id DESC, strictly after (after_created_us,
+ * after_id) when after_id is not NULL, at most limit + 1 rows (the extra one
+ * tells "has more"). Rows are returned through *out (arena-owned). */
+rc_t sessions_list_page(struct db_conn *c, struct arena *a, const char *user_id,
+                        enum session_filter f, int64_t now_us, int64_t after_created_us,
+                        const char *after_id, int limit, struct session_row **out, int *out_n) WUR;
+
+/* session_ids (arena-owned) of the user's sessions with revoked_at NULL,
+ * not deleted, other than except_id. */
+rc_t sessions_unrevoked_ids(struct db_conn *c, struct arena *a, const char *user_id,
+                            const char *except_id, const char ***out, int *out_n) WUR;
+
 /* last_seen_at = now when NULL or older than 60 s; best effort. */
 rc_t sessions_touch(struct db_conn *c, const char *session_id, int64_t now_us) WUR;
 
