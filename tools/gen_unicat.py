@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Generates src/util/unicat_tables.c: code point ranges of the Unicode
 general categories the password policy needs (Lu, Nd; api-core §13.1).
-Run: python3 tools/gen_unicat.py > src/util/unicat_tables.c"""
+Run: python3 tools/gen_unicat.py > src/util/unicat_tables.c && clang-format -i src/util/unicat_tables.c"""
 import sys
 import unicodedata
 

@@ -9,7 +9,7 @@
 #include "crypto/keyed.h"
 #include "crypto/password.h"
 #include "jobs/runner.h"
-#include "store/kv_entries.h"
+#include "svc/kvpersist.h"
 #include "store/migrate.h"
 #include "svc/keys.h"
 #include "svc/mailer.h"
@@ -142,8 +142,8 @@ int cli_serve(int argc, char **argv)
         goto out;
     }
     if (!kv_is_shared(app.kv) &&
-        kv_set_persistence(app.kv, &kv_entries_ops, app.db, kv_entries_prefixes,
-                           kv_entries_nprefixes) != RC_OK) {
+        kv_set_persistence(app.kv, &kvpersist_ops, app.db, kvpersist_prefixes,
+                           kvpersist_nprefixes) != RC_OK) {
         fprintf(stderr, "authd: cannot load persisted state from kv_entries\n");
         code = 1;
         goto out;

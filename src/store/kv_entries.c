@@ -17,7 +17,7 @@ static rc_t run(struct db *db, const char *sql, int n, const struct db_param *p)
     return rc;
 }
 
-static rc_t put(void *ctx, const char *key, const char *val, int64_t expires_at_us)
+rc_t kv_entries_put(struct db *ctx, const char *key, const char *val, int64_t expires_at_us)
 {
     char exp[TIME_STR_MAX];
     if (expires_at_us)
@@ -30,13 +30,14 @@ static rc_t put(void *ctx, const char *key, const char *val, int64_t expires_at_
                3, p);
 }
 
-static rc_t del(void *ctx, const char *key)
+rc_t kv_entries_del(struct db *ctx, const char *key)
 {
     struct db_param p[] = {DBP_T(key)};
     return run(ctx, "DELETE FROM kv_entries WHERE key = $1", 1, p);
 }
 
-static rc_t load(void *ctx, void (*cb)(void *, const char *, const char *, int64_t), void *cb_ctx)
+rc_t kv_entries_load(struct db *ctx, void (*cb)(void *, const char *, const char *, int64_t),
+                     void *cb_ctx)
 {
     struct db_conn *c = NULL;
     struct db_res *r = NULL;
@@ -60,7 +61,7 @@ static rc_t load(void *ctx, void (*cb)(void *, const char *, const char *, int64
     return rc;
 }
 
-static int sweep(void *ctx)
+int kv_entries_sweep(struct db *ctx)
 {
     struct db_conn *c = NULL;
     struct db_res *r = NULL;
@@ -75,5 +76,3 @@ static int sweep(void *ctx)
     db_release(c);
     return n;
 }
-
-const struct kv_persist_ops kv_entries_ops = {put, del, load, sweep};

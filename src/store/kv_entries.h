@@ -6,14 +6,20 @@
 #ifndef AUTHD_STORE_KV_ENTRIES_H
 #define AUTHD_STORE_KV_ENTRIES_H
 
+#include <stdint.h>
+
 #include "db/db.h"
-#include "kv/kv.h"
+#include "util/rc.h"
 
-/* ctx for these ops is the struct db *. */
-extern const struct kv_persist_ops kv_entries_ops;
-
-/* The key families that must survive a restart. */
-extern const char *const kv_entries_prefixes[];
-extern const int kv_entries_nprefixes;
+/* expires_at_us: wall clock, 0 = none. */
+rc_t kv_entries_put(struct db *db, const char *key, const char *val, int64_t expires_at_us) WUR;
+rc_t kv_entries_del(struct db *db, const char *key) WUR;
+/* Calls cb for every live row. */
+rc_t kv_entries_load(struct db *db,
+                     void (*cb)(void *cb_ctx, const char *key, const char *val,
+                                int64_t expires_at_us),
+                     void *cb_ctx) WUR;
+/* Deletes expired rows; returns how many. */
+int kv_entries_sweep(struct db *db);
 
 #endif

@@ -170,28 +170,33 @@ rc_t sessions_list_page(struct db_conn *c, struct arena *a, const char *user_id,
                         const char *after_id, int limit, struct session_row **out, int *out_n)
 {
     /* One SQL text per filter; the keyset condition is neutralised by a NULL
-     * cursor parameter so the statement stays the same. */
+     * cursor parameter so the statement stays the same. The cursor id is
+     * passed twice ($4 as text for the NULL test, $5 compared with the uuid
+     * column) because PostgreSQL gives each parameter one type. */
     static const char *const sql[] = {
-        [SESSIONS_ACTIVE] = "SELECT " SESSION_COLS " FROM sessions WHERE user_id = $1 AND "
-                            "deleted_at IS NULL AND revoked_at IS NULL AND expires_at > $2 AND "
-                            "($4 IS NULL OR created_at < $3 OR (created_at = $3 AND id < $4)) "
-                            "ORDER BY created_at DESC, id DESC LIMIT $5",
-        [SESSIONS_REVOKED] = "SELECT " SESSION_COLS " FROM sessions WHERE user_id = $1 AND "
-                             "deleted_at IS NULL AND (revoked_at IS NOT NULL OR expires_at <= $2) "
-                             "AND ($4 IS NULL OR created_at < $3 OR (created_at = $3 AND id < $4)) "
-                             "ORDER BY created_at DESC, id DESC LIMIT $5",
-        [SESSIONS_ALL] = "SELECT " SESSION_COLS " FROM sessions WHERE user_id = $1 AND "
-                         "deleted_at IS NULL AND (expires_at > $2 OR expires_at <= $2) AND "
-                         "($4 IS NULL OR created_at < $3 OR (created_at = $3 AND id < $4)) "
-                         "ORDER BY created_at DESC, id DESC LIMIT $5",
+        [SESSIONS_ACTIVE] =
+            "SELECT " SESSION_COLS " FROM sessions WHERE user_id = $1 AND "
+            "deleted_at IS NULL AND revoked_at IS NULL AND expires_at > $2 AND "
+            "(CAST($4 AS text) IS NULL OR created_at < $3 OR (created_at = $3 AND id < $5)) "
+            "ORDER BY created_at DESC, id DESC LIMIT $6",
+        [SESSIONS_REVOKED] =
+            "SELECT " SESSION_COLS " FROM sessions WHERE user_id = $1 AND "
+            "deleted_at IS NULL AND (revoked_at IS NOT NULL OR expires_at <= $2) "
+            "AND (CAST($4 AS text) IS NULL OR created_at < $3 OR (created_at = $3 AND id < $5)) "
+            "ORDER BY created_at DESC, id DESC LIMIT $6",
+        [SESSIONS_ALL] =
+            "SELECT " SESSION_COLS " FROM sessions WHERE user_id = $1 AND "
+            "deleted_at IS NULL AND (expires_at > $2 OR expires_at <= $2) AND "
+            "(CAST($4 AS text) IS NULL OR created_at < $3 OR (created_at = $3 AND id < $5)) "
+            "ORDER BY created_at DESC, id DESC LIMIT $6",
     };
     char now[TIME_STR_MAX], after[TIME_STR_MAX];
     time_format(now_us, TIME_STYLE_DB, now);
     time_format(after_created_us, TIME_STYLE_DB, after);
-    struct db_param p[] = {DBP_T(user_id), DBP_T(now), DBP_T(after_id ? after : NULL),
-                           DBP_T(after_id), DBP_I(limit + 1)};
+    struct db_param p[] = {DBP_T(user_id),  DBP_T(now),      DBP_T(after_id ? after : NULL),
+                           DBP_T(after_id), DBP_T(after_id), DBP_I(limit + 1)};
     struct db_res *r = NULL;
-    rc_t rc = db_exec(c, sql[f], 5, p, &r);
+    rc_t rc = db_exec(c, sql[f], 6, p, &r);
     *out_n = 0;
     *out = NULL;
     if (rc == RC_OK) {

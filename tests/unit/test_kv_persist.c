@@ -14,7 +14,7 @@
 
 #include "db/db.h"
 #include "kv/kv.h"
-#include "store/kv_entries.h"
+#include "svc/kvpersist.h"
 #include "store/migrate.h"
 
 static char dir[] = "/tmp/authd-kvp-XXXXXX";
@@ -48,8 +48,7 @@ static struct kv *reopen(void)
     struct kv *kv = NULL;
     assert_int_equal(kv_open(NULL, &kv), RC_OK);
     assert_int_equal(
-        kv_set_persistence(kv, &kv_entries_ops, db, kv_entries_prefixes, kv_entries_nprefixes),
-        RC_OK);
+        kv_set_persistence(kv, &kvpersist_ops, db, kvpersist_prefixes, kvpersist_nprefixes), RC_OK);
     return kv;
 }
 
@@ -113,7 +112,7 @@ static void test_redis_refuses_persistence(void **st)
     struct kv *kv = NULL;
     assert_int_equal(kv_open("redis://127.0.0.1:1/0", &kv), RC_OK);
     assert_int_equal(
-        kv_set_persistence(kv, &kv_entries_ops, db, kv_entries_prefixes, kv_entries_nprefixes),
+        kv_set_persistence(kv, &kvpersist_ops, db, kvpersist_prefixes, kvpersist_nprefixes),
         RC_INVALID);
     kv_close(kv);
 }

@@ -1,0 +1,29 @@
+/* kv_entries-backed persistence of the durable KV families (see kvpersist.h). */
+#include "svc/kvpersist.h"
+#include "store/kv_entries.h"
+
+const char *const kvpersist_prefixes[] = {
+    "session:", "session_access:", "blocklist:jti:", "action_token_used:"};
+const int kvpersist_nprefixes = 4;
+
+static rc_t put(void *ctx, const char *key, const char *val, int64_t expires_at_us)
+{
+    return kv_entries_put(ctx, key, val, expires_at_us);
+}
+
+static rc_t del(void *ctx, const char *key)
+{
+    return kv_entries_del(ctx, key);
+}
+
+static rc_t load(void *ctx, void (*cb)(void *, const char *, const char *, int64_t), void *cb_ctx)
+{
+    return kv_entries_load(ctx, cb, cb_ctx);
+}
+
+static int sweep(void *ctx)
+{
+    return kv_entries_sweep(ctx);
+}
+
+const struct kv_persist_ops kvpersist_ops = {put, del, load, sweep};
