@@ -13,6 +13,7 @@ void cli_usage(FILE *f)
           "  serve [--no-worker]   serve the HTTP API (and run background jobs)\n"
           "  migrate               apply pending database migrations\n"
           "  rotate-signing-key [--overlap-seconds N]  rotate the JWT signing key\n"
+          "  create-admin --email ADDR [--password-stdin]  create or promote an admin\n"
           "  version               print the version\n"
           "  help [config]         this text, or every configuration variable\n"
           "\n"
@@ -31,6 +32,8 @@ int main(int argc, char **argv)
         return cli_serve(argc, argv);
     if (strcmp(cmd, "migrate") == 0)
         return cli_migrate(argc, argv);
+    if (strcmp(cmd, "create-admin") == 0)
+        return cli_create_admin(argc, argv);
     if (strcmp(cmd, "rotate-signing-key") == 0)
         return cli_rotate_signing_key(argc, argv);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {

@@ -18,6 +18,10 @@ void cli_usage(FILE *f);
 /* Loads config (printing the one-line error to stderr), initialises
  * logging, logs production warnings. Returns 0 or the exit code 2. */
 int cli_load_config(struct config **out);
+/* SQLite: applies pending migrations; PostgreSQL: exit code 1 when any is
+ * pending (run `authd migrate`). Returns 0 or the exit code. */
+int cli_schema_ready(struct db *db);
+int cli_create_admin(int argc, char **argv); /* cli/admin.c */
 /* Opens the database per config. Logs and returns exit code 1 on failure. */
 int cli_open_db(const struct config *cfg, struct db **out);
 

@@ -1,6 +1,7 @@
 /* Shared start-up steps of the subcommands. */
 #include "cli/cli.h"
 #include "db/db.h"
+#include "store/migrate.h"
 #include "util/log.h"
 
 #include <stdio.h>
@@ -39,6 +40,27 @@ int cli_open_db(const struct config *cfg, struct db **out)
     if (rc != RC_OK) {
         log_msg(LOG_CRITICAL, "database_open_failed", "cannot open the database: %s", rc_str(rc));
         fprintf(stderr, "authd: cannot open the database (%s)\n", rc_str(rc));
+        return 1;
+    }
+    return 0;
+}
+
+int cli_schema_ready(struct db *db)
+{
+    int n = 0;
+    if (db_kind(db) == DB_SQLITE) {
+        if (migrate_apply(db, &n) != RC_OK) {
+            fprintf(stderr, "authd: applying migrations failed\n");
+            return 1;
+        }
+        return 0;
+    }
+    if (migrate_pending(db, &n) != RC_OK) {
+        fprintf(stderr, "authd: cannot read the migration ledger\n");
+        return 1;
+    }
+    if (n > 0) {
+        fprintf(stderr, "authd: %d pending migration(s); run `authd migrate` first\n", n);
         return 1;
     }
     return 0;

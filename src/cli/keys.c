@@ -56,27 +56,6 @@ static int parse_args(int argc, char **argv, int64_t *overlap, bool *explicit_ov
     return 0;
 }
 
-static int schema_ready(struct db *db)
-{
-    int n = 0;
-    if (db_kind(db) == DB_SQLITE) {
-        if (migrate_apply(db, &n) != RC_OK) {
-            fprintf(stderr, "authd: applying migrations failed\n");
-            return 1;
-        }
-        return 0;
-    }
-    if (migrate_pending(db, &n) != RC_OK) {
-        fprintf(stderr, "authd: cannot read the migration ledger\n");
-        return 1;
-    }
-    if (n > 0) {
-        fprintf(stderr, "authd: %d pending migration(s); run `authd migrate` first\n", n);
-        return 1;
-    }
-    return 0;
-}
-
 /* api-admin §9.4 note: actor system, metadata with source "cli". Written in
  * its own unit after the rotation committed; a failure is logged, never
  * fatal (api-admin §9.2). */
@@ -130,7 +109,7 @@ int cli_rotate_signing_key(int argc, char **argv)
         code = 2;
         goto out;
     }
-    if ((code = cli_open_db(cfg, &db)) != 0 || (code = schema_ready(db)) != 0)
+    if ((code = cli_open_db(cfg, &db)) != 0 || (code = cli_schema_ready(db)) != 0)
         goto out;
     const char *data_dir = db_sqlite_dir(db) ? db_sqlite_dir(db) : "./data";
     code = 1;
