@@ -1,11 +1,12 @@
 /* POST /auth/login, POST /auth/token (refresh grants), POST /auth/logout,
- * GET /auth/validate (api-core §6.3–§6.7). Login and refresh run on the
- * password pool (hashing, RSA signing); logout and validate run inline.
- * Token mode only: the browser-cookie transport of §8 is not wired yet. */
+ * GET /auth/validate (api-core §6.3–§6.7) and the browser-cookie transport
+ * of §8 for the first three. Login and refresh run on the password pool
+ * (hashing, RSA signing); logout and validate run inline. */
 #include "api/api.h"
 #include "app.h"
 #include "svc/auth.h"
 #include "svc/validate.h"
+#include "crypto/enc.h"
 #include "util/str.h"
 #include "util/uuid.h"
 
@@ -18,7 +19,114 @@ struct login_input {
     const char *password;
     const char *audience; /* trimmed, may be "" */
     const char *refresh_token;
+    bool cookie_mode; /* answer with cookies (§8.2) */
 };
+
+/* ---- browser-cookie transport (§8) ---- */
+
+static const struct config *cfg_of(struct http_req *r)
+{
+    return ((struct app *)http_req_app(r))->cfg;
+}
+
+static bool nonblank(const char *v)
+{
+    return str_trim(str_of(v)).len > 0;
+}
+
+/* §8.3 */
+static bool cookie_mode(struct http_req *r)
+{
+    const struct config *cfg = cfg_of(r);
+    if (!cfg->browser_sessions.enabled)
+        return false;
+    struct str t =
+        str_trim(str_of(http_req_header(r, cfg->browser_sessions.transport_header_name)));
+    if (str_ieq(t, "cookie"))
+        return true;
+    if (str_ieq(t, "token"))
+        return false;
+    return cfg->browser_sessions.infer_cookie_transport &&
+           (nonblank(http_req_cookie(r, cfg->browser_sessions.access_cookie_name)) ||
+            nonblank(http_req_cookie(r, cfg->browser_sessions.refresh_cookie_name)) ||
+            nonblank(http_req_cookie(r, cfg->browser_sessions.csrf_cookie_name)) ||
+            nonblank(http_req_header(r, cfg->browser_sessions.csrf_header_name)));
+}
+
+static const char *bearer(struct http_req *r);
+
+/* §8.4 step 1: bearer and an auth cookie together → 400 (sent; true). */
+static bool transport_conflict(struct http_req *r)
+{
+    const struct config *cfg = cfg_of(r);
+    if (!cfg->browser_sessions.enabled || !bearer(r))
+        return false;
+    if (!nonblank(http_req_cookie(r, cfg->browser_sessions.access_cookie_name)) &&
+        !nonblank(http_req_cookie(r, cfg->browser_sessions.refresh_cookie_name)))
+        return false;
+    http_reply_error(r, 400, "ambiguous_authentication_transport",
+                     "Conflicting authentication transports.");
+    return true;
+}
+
+/* §8.4 step 2: CSRF double submit; false (403 sent) when it fails. */
+static bool csrf_ok(struct http_req *r)
+{
+    const struct config *cfg = cfg_of(r);
+    struct str c = str_trim(str_of(http_req_cookie(r, cfg->browser_sessions.csrf_cookie_name)));
+    struct str h = str_trim(str_of(http_req_header(r, cfg->browser_sessions.csrf_header_name)));
+    if (c.len && h.len && crypto_ct_streqn(c.p, c.len, h.p, h.len))
+        return true;
+    http_reply_error(r, 403, "invalid_csrf_token", "Invalid CSRF token.");
+    return false;
+}
+
+/* One Set-Cookie value (§8.2); max_age < 0 = session cookie; clear = the
+ * clearing form with the same attributes. */
+static void set_cookie(struct http_req *r, const char *name, const char *value, const char *path,
+                       bool http_only, int64_t max_age, bool clear)
+{
+    const struct config *cfg = cfg_of(r);
+    const char *dom = cfg->browser_sessions.cookie_domain;
+    char age[64] = "";
+    if (clear)
+        snprintf(age, sizeof age, "; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT");
+    else if (max_age >= 0)
+        snprintf(age, sizeof age, "; Max-Age=%lld", (long long)max_age);
+    char *v = arena_printf(http_req_arena(r), "%s=%s%s; Path=%s; SameSite=%s%s%s%s%s", name,
+                           clear ? "" : value, age, path, cfg->browser_sessions.same_site,
+                           cfg->browser_sessions.secure_only ? "; Secure" : "",
+                           http_only ? "; HttpOnly" : "", dom ? "; Domain=" : "", dom ? dom : "");
+    http_reply_header(r, "Set-Cookie", v);
+}
+
+static void set_auth_cookies(struct http_req *r, const struct auth_tokens *t)
+{
+    const struct config *cfg = cfg_of(r);
+    set_cookie(r, cfg->browser_sessions.access_cookie_name, t->access_token,
+               cfg->browser_sessions.access_cookie_path, true, cfg->jwt.access_token_ttl_seconds,
+               false);
+    set_cookie(r, cfg->browser_sessions.refresh_cookie_name, t->refresh_token,
+               cfg->browser_sessions.refresh_cookie_path, true, cfg->jwt.refresh_token_ttl_seconds,
+               false);
+}
+
+static void clear_cookies(struct http_req *r)
+{
+    const struct config *cfg = cfg_of(r);
+    set_cookie(r, cfg->browser_sessions.access_cookie_name, "",
+               cfg->browser_sessions.access_cookie_path, true, 0, true);
+    set_cookie(r, cfg->browser_sessions.refresh_cookie_name, "",
+               cfg->browser_sessions.refresh_cookie_path, true, 0, true);
+    set_cookie(r, cfg->browser_sessions.csrf_cookie_name, "",
+               cfg->browser_sessions.csrf_cookie_path, false, 0, true);
+}
+
+static const char *cookie_value(struct http_req *r, const char *name)
+{
+    struct str v = str_trim(str_of(http_req_cookie(r, name)));
+    return v.len ? arena_strndup(http_req_arena(r), v.p, v.len) : NULL;
+}
 
 static struct auth_deps deps_of(struct http_req *r)
 {
@@ -40,10 +148,16 @@ static void retry_after(struct http_req *r, int64_t s)
     http_reply_header(r, "Retry-After", v);
 }
 
-static void reply_outcome(struct http_req *r, const struct auth_result *res)
+static void reply_outcome(struct http_req *r, const struct auth_result *res, bool cookies)
 {
     switch (res->outcome) {
     case AUTH_OK: {
+        if (cookies) {
+            set_auth_cookies(r, &res->tokens);
+            static const char body[] = "{\"authenticated\":true,\"session_transport\":\"cookie\"}";
+            http_reply_raw(r, 200, "application/json", body, sizeof body - 1);
+            return;
+        }
         json_t *body =
             json_pack("{s:s, s:s, s:s}", "access_token", res->tokens.access_token, "refresh_token",
                       res->tokens.refresh_token, "token_type", "bearer");
@@ -91,7 +205,7 @@ static void login_work(struct http_req *r)
     struct req_meta m = meta_of(r);
     struct auth_result res;
     auth_login(&d, &m, in->email, in->password, in->audience, &res);
-    reply_outcome(r, &res);
+    reply_outcome(r, &res, in->cookie_mode);
     auth_tokens_free(&res.tokens);
 }
 
@@ -114,6 +228,12 @@ static void login(struct http_req *r)
         http_reply_invalid(r, "audience: 1 to 255 characters or null");
         return;
     }
+    /* §6.3 step 2: the conflict check runs in every mode on login. */
+    if (transport_conflict(r))
+        return;
+    in->cookie_mode = cookie_mode(r);
+    if (in->cookie_mode && !csrf_ok(r))
+        return;
     in->password = json_string_value(pw);
     struct str a = str_trim(str_of(json_is_string(aud) ? json_string_value(aud) : NULL));
     in->audience = arena_strndup(http_req_arena(r), a.p, a.len);
@@ -141,7 +261,7 @@ static void refresh_work(struct http_req *r)
     struct req_meta m = meta_of(r);
     struct auth_result res;
     auth_refresh(&d, &m, in->refresh_token, &res);
-    reply_outcome(r, &res);
+    reply_outcome(r, &res, in->cookie_mode);
     auth_tokens_free(&res.tokens);
 }
 
@@ -151,6 +271,23 @@ static void token(struct http_req *r)
     if (ct && ci_contains(ct, "application/x-www-form-urlencoded")) {
         /* §6.4 A: the client-credentials grant is not available yet. */
         http_reply_error(r, 400, "invalid_credentials", "Unsupported grant type.");
+        return;
+    }
+    struct login_input *in = arena_zalloc(http_req_arena(r), sizeof *in);
+    struct app *app = http_req_app(r);
+    if (cookie_mode(r)) {
+        /* §6.4 B: conflict, CSRF, then the refresh cookie; the body is
+         * ignored. */
+        if (transport_conflict(r) || !csrf_ok(r))
+            return;
+        in->refresh_token = cookie_value(r, app->cfg->browser_sessions.refresh_cookie_name);
+        if (!in->refresh_token) {
+            http_reply_error(r, 401, "session_expired", "Session expired.");
+            return;
+        }
+        in->cookie_mode = true;
+        http_req_set_ctx(r, in);
+        http_req_offload(r, app->pwhash, refresh_work, app->cfg->password_hash.queue_timeout_ms);
         return;
     }
     size_t len;
@@ -163,11 +300,9 @@ static void token(struct http_req *r)
         http_reply_invalid(r, "refresh_token: a string of at least 16 characters is required");
         return;
     }
-    struct login_input *in = arena_zalloc(http_req_arena(r), sizeof *in);
     in->refresh_token = arena_strdup(http_req_arena(r), json_string_value(rt));
     json_decref(body);
     http_req_set_ctx(r, in);
-    struct app *app = http_req_app(r);
     http_req_offload(r, app->pwhash, refresh_work, app->cfg->password_hash.queue_timeout_ms);
 }
 
@@ -190,6 +325,9 @@ static const char *bearer(struct http_req *r)
 
 static void logout(struct http_req *r)
 {
+    bool cookies = cookie_mode(r);
+    if (cookies && (transport_conflict(r) || !csrf_ok(r)))
+        return;
     size_t len;
     const char *raw = http_req_body(r, &len);
     const char *refresh = NULL;
@@ -208,6 +346,11 @@ static void logout(struct http_req *r)
         }
     }
     const char *access = bearer(r);
+    if (cookies) {
+        const struct config *cfg = cfg_of(r);
+        access = cookie_value(r, cfg->browser_sessions.access_cookie_name);
+        refresh = cookie_value(r, cfg->browser_sessions.refresh_cookie_name);
+    }
     if (!access || !refresh) {
         http_reply_error(r, 401, "invalid_token", "Invalid token.");
         return;
@@ -216,10 +359,13 @@ static void logout(struct http_req *r)
     struct req_meta m = meta_of(r);
     struct auth_result res;
     auth_logout(&d, &m, access, refresh, &res);
-    if (res.outcome == AUTH_OK)
-        http_reply_raw(r, 204, NULL, NULL, 0);
-    else
-        reply_outcome(r, &res);
+    if (res.outcome != AUTH_OK) {
+        reply_outcome(r, &res, false);
+        return;
+    }
+    if (cookies)
+        clear_cookies(r);
+    http_reply_raw(r, 204, NULL, NULL, 0);
 }
 
 bool api_authenticate_bearer(struct http_req *r, char out_user_id[37], char out_session_id[37])
