@@ -302,3 +302,39 @@ def test_sessions_survive_restart_on_one_box(authd, smtp, backend):
     b = authd(env, share_with=a)
     assert validate(b, t["access_token"]).status_code == 204
     assert b.post("/auth/token", json={"refresh_token": t["refresh_token"]}).status_code == 200
+
+
+def test_rotation_overlap_then_emergency_retirement(authd, smtp):
+    """A token signed before `authd rotate-signing-key` keeps verifying during the overlap,
+    and stops at once when its key is retired (emergency rotation, overlap 0)."""
+    from harness import run_cli
+    app = authd({"EMAIL__MAILHOG_HOST": smtp.host, "EMAIL__MAILHOG_PORT": str(smtp.port),
+                 "RATE_LIMIT__LOGIN_REQUESTS_PER_MINUTE": "1000", **SHARED_SECRETS})
+    register(app, smtp, "rot@example.com")
+    old = login(app, "rot@example.com").json()["access_token"]
+    old_kid = jwt.get_unverified_header(old)["kid"]
+    cp = run_cli(["rotate-signing-key"], app.env, app.workdir)
+    assert cp.returncode == 0, cp.stderr_text
+    assert json.loads(cp.stdout_text)["retiring_kid"] == old_kid
+    assert validate(app, old).status_code == 204                      # overlap: still good
+    # another process rotated: this one signs with the new key within its 30 s signer cache
+    deadline = time.time() + 40
+    while True:
+        new = login(app, "rot@example.com").json()["access_token"]
+        if jwt.get_unverified_header(new)["kid"] != old_kid or time.time() > deadline:
+            break
+        time.sleep(1)
+    assert jwt.get_unverified_header(new)["kid"] != old_kid            # new tokens, new key
+    assert validate(app, old).status_code == 204                      # old one still in overlap
+    decode(app, new)                                                   # JWKS serves the new key
+    cp = run_cli(["rotate-signing-key", "--overlap-seconds", "0"], app.env, app.workdir)
+    assert cp.returncode == 0, cp.stderr_text
+    # the key that signed `new` is now retired: refused as soon as this process re-reads its
+    # key set (at most 30 s cache; an unknown kid alone does not force a reload)
+    deadline = time.time() + 40
+    while time.time() < deadline and validate(app, new).status_code == 204:
+        time.sleep(0.5)
+    r = validate(app, new)
+    assert r.status_code == 401 and r.json() == INVALID_TOKEN
+    kids = [k["kid"] for k in app.get("/.well-known/jwks.json").json()["keys"]]
+    assert jwt.get_unverified_header(new)["kid"] not in kids
