@@ -109,24 +109,49 @@ static void verify_email(struct http_req *r)
         infra_failure(r, rc);
 }
 
+/* The 429/503 answers shared by both resend routes. */
+static bool resend_limits(struct http_req *r, rc_t rc, int64_t retry)
+{
+    if (rc == RC_LIMIT) {
+        char ra[24];
+        snprintf(ra, sizeof ra, "%lld", (long long)(retry > 0 ? retry : 1));
+        http_reply_header(r, "Retry-After", ra);
+        http_reply_error(r, 429, "rate_limited", "Rate limit exceeded.");
+        return true;
+    }
+    if (rc == RC_UNAVAILABLE) {
+        http_reply_error(r, 503, "session_expired", "Session backend unavailable.");
+        return true;
+    }
+    return false;
+}
+
 static void resend_request_work(struct http_req *r)
 {
     struct accounts_deps d = deps_of(r);
     struct req_meta m = meta_of(r);
     int64_t retry = 0;
     rc_t rc = accounts_resend_request(&d, &m, http_req_ctx(r), &retry);
-    if (rc == RC_OK) {
+    if (rc == RC_OK)
         reply_status(r, 200, "{\"sent\":true}");
-    } else if (rc == RC_LIMIT) {
-        char ra[24];
-        snprintf(ra, sizeof ra, "%lld", (long long)(retry > 0 ? retry : 1));
-        http_reply_header(r, "Retry-After", ra);
-        http_reply_error(r, 429, "rate_limited", "Rate limit exceeded.");
-    } else if (rc == RC_UNAVAILABLE) {
-        http_reply_error(r, 503, "session_expired", "Session backend unavailable.");
-    } else {
+    else if (!resend_limits(r, rc, retry))
         infra_failure(r, rc);
-    }
+}
+
+static void resend_work(struct http_req *r)
+{
+    struct accounts_deps d = deps_of(r);
+    struct req_meta m = meta_of(r);
+    int64_t retry = 0;
+    rc_t rc = accounts_resend(&d, &m, http_req_ctx(r), &retry);
+    if (rc == RC_OK)
+        reply_status(r, 200, "{\"sent\":true}");
+    else if (rc == RC_NOT_FOUND)
+        http_reply_error(r, 401, "invalid_token", "Invalid token.");
+    else if (rc == RC_CONFLICT)
+        http_reply_error(r, 400, "already_verified", "Email is already verified.");
+    else if (!resend_limits(r, rc, retry))
+        infra_failure(r, rc);
 }
 
 static void resend_request(struct http_req *r)
@@ -144,11 +169,22 @@ static void resend_request(struct http_req *r)
     http_req_offload(r, app->pwhash, resend_request_work, app->cfg->password_hash.queue_timeout_ms);
 }
 
+static void resend(struct http_req *r)
+{
+    char uid[37], sid[37];
+    if (!api_authenticate_user(r, uid, sid))
+        return;
+    http_req_set_ctx(r, arena_strdup(http_req_arena(r), uid));
+    struct app *app = http_req_app(r);
+    http_req_offload(r, app->blocking, resend_work, app->cfg->password_hash.queue_timeout_ms);
+}
+
 size_t api_accounts_routes(const struct http_route **out)
 {
     static const struct http_route routes[] = {
         {HTTP_POST, "/auth/signup", signup, ROUTE_JSON_BODY},
         {HTTP_GET, "/auth/verify-email", verify_email, 0},
+        {HTTP_POST, "/auth/verify-email/resend", resend, 0},
         {HTTP_POST, "/auth/verify-email/resend/request", resend_request, ROUTE_JSON_BODY},
     };
     *out = routes;

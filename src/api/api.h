@@ -36,6 +36,11 @@ void api_test_sleep(struct http_req *r);
  * error is already sent and false returned. */
 bool api_authenticate_bearer(struct http_req *r, char out_user_id[37], char out_session_id[37]);
 
+/* Caller authentication of the user-authenticated endpoints (api-flows
+ * §0.3): transport conflict, bearer else access cookie (with CSRF on unsafe
+ * methods), then as api_authenticate_bearer. */
+bool api_authenticate_user(struct http_req *r, char out_user_id[37], char out_session_id[37]);
+
 size_t api_self_routes(const struct http_route **out); /* selfservice.c */
 
 /* Stage-3 hook (api-core §11): the rate limiter. True when it answered. */

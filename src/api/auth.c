@@ -368,13 +368,9 @@ static void logout(struct http_req *r)
     http_reply_raw(r, 204, NULL, NULL, 0);
 }
 
-bool api_authenticate_bearer(struct http_req *r, char out_user_id[37], char out_session_id[37])
+static bool authenticate_token(struct http_req *r, const char *access, char out_user_id[37],
+                               char out_session_id[37])
 {
-    const char *access = bearer(r);
-    if (!access) {
-        http_reply_error(r, 401, "invalid_token", "Invalid token.");
-        return false;
-    }
     struct auth_deps d = deps_of(r);
     json_t *claims = NULL;
     enum auth_outcome o = auth_validate(&d, access, &claims, out_session_id);
@@ -395,6 +391,36 @@ bool api_authenticate_bearer(struct http_req *r, char out_user_id[37], char out_
     else
         http_reply_error(r, 401, "invalid_token", "Invalid token.");
     return false;
+}
+
+bool api_authenticate_user(struct http_req *r, char out_user_id[37], char out_session_id[37])
+{
+    const struct config *cfg = cfg_of(r);
+    enum http_method m = http_req_method(r);
+    bool unsafe = m != HTTP_GET && m != HTTP_HEAD && m != HTTP_OPTIONS;
+    if (unsafe && transport_conflict(r))
+        return false;
+    const char *access = bearer(r);
+    if (!access && cfg->browser_sessions.enabled) {
+        access = cookie_value(r, cfg->browser_sessions.access_cookie_name);
+        if (access && unsafe && !csrf_ok(r))
+            return false;
+    }
+    if (!access) {
+        http_reply_error(r, 401, "invalid_token", "Invalid token.");
+        return false;
+    }
+    return authenticate_token(r, access, out_user_id, out_session_id);
+}
+
+bool api_authenticate_bearer(struct http_req *r, char out_user_id[37], char out_session_id[37])
+{
+    const char *access = bearer(r);
+    if (!access) {
+        http_reply_error(r, 401, "invalid_token", "Invalid token.");
+        return false;
+    }
+    return authenticate_token(r, access, out_user_id, out_session_id);
 }
 
 static void validate(struct http_req *r)

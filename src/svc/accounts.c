@@ -294,6 +294,80 @@ out:
     return rc;
 }
 
+/* Counts one resend against key; RC_LIMIT (with the remaining window) past
+ * RESEND_LIMIT in the hour, RC_UNAVAILABLE when the store is down. */
+static rc_t resend_budget(const struct accounts_deps *d, const char *key, int64_t *out_retry_s)
+{
+    int64_t count = 0;
+    if (kv_incr(d->kv, key, RESEND_WINDOW_MS, KV_TTL_ON_CREATE, &count) != RC_OK)
+        return RC_UNAVAILABLE;
+    if (count <= RESEND_LIMIT)
+        return RC_OK;
+    int64_t ttl_ms = 0;
+    if (kv_ttl(d->kv, key, &ttl_ms) != RC_OK || ttl_ms <= 0)
+        ttl_ms = RESEND_WINDOW_MS;
+    *out_retry_s = (ttl_ms + 999) / 1000;
+    return RC_LIMIT;
+}
+
+/* New token + email for u, one transaction; kicks the mailer and audits. */
+static rc_t send_new_link(const struct accounts_deps *d, const struct req_meta *m,
+                          const struct user *u, const char *operation)
+{
+    struct db_conn *c = NULL;
+    char *token = NULL, digest[65];
+    int64_t now = time_now_us(), expires = 0;
+    rc_t rc = mint_verify_token(d, u->id, now, &token, digest, &expires);
+    if (!rc)
+        rc = db_acquire(d->db, DB_WRITE, &c);
+    if (!rc)
+        rc = db_begin(c);
+    if (!rc)
+        rc = users_set_verify_token(c, u->id, digest, expires, now);
+    if (!rc)
+        rc = queue_verification(d, c, u->email, token, expires);
+    if (!rc)
+        rc = db_commit(c);
+    else if (c)
+        db_rollback(c);
+    db_release(c);
+    xfree_secret_str(token);
+    if (rc)
+        return rc;
+    mailer_kick(d->mailer);
+    struct audit_event ev = event(m, "user.email.verification_resent", u->id, true, NULL,
+                                  audit_meta("operation", json_string(operation), NULL, NULL));
+    audit_write_detached(d->db, &ev);
+    json_decref(ev.metadata);
+    return RC_OK;
+}
+
+rc_t accounts_resend(const struct accounts_deps *d, const struct req_meta *m, const char *user_id,
+                     int64_t *out_retry_after_s)
+{
+    *out_retry_after_s = 0;
+    struct arena *a = arena_new();
+    struct db_conn *c = NULL;
+    struct user u;
+    rc_t rc = db_acquire(d->db, DB_READ, &c);
+    if (!rc)
+        rc = users_get(c, a, user_id, &u);
+    db_release(c);
+    if (rc == RC_OK && u.deleted)
+        rc = RC_NOT_FOUND;
+    if (rc == RC_OK && u.email_verified)
+        rc = RC_CONFLICT;
+    if (rc == RC_OK) {
+        char key[128];
+        snprintf(key, sizeof key, "email_verify_resend:user:%s", u.id);
+        rc = resend_budget(d, key, out_retry_after_s);
+    }
+    if (rc == RC_OK)
+        rc = send_new_link(d, m, &u, "resend");
+    arena_free(a);
+    return rc;
+}
+
 rc_t accounts_resend_request(const struct accounts_deps *d, const struct req_meta *m,
                              const char *email, int64_t *out_retry_after_s)
 {
@@ -301,59 +375,21 @@ rc_t accounts_resend_request(const struct accounts_deps *d, const struct req_met
     char ehash[65], key[128];
     crypto_sha256_hex(email, strlen(email), ehash);
     snprintf(key, sizeof key, "email_verify_resend:email:%s", ehash);
-    int64_t count = 0;
-    rc_t rc = kv_incr(d->kv, key, RESEND_WINDOW_MS, KV_TTL_ON_CREATE, &count);
+    rc_t rc = resend_budget(d, key, out_retry_after_s);
     if (rc)
-        return RC_UNAVAILABLE;
-    if (count > RESEND_LIMIT) {
-        int64_t ttl_ms = 0;
-        if (kv_ttl(d->kv, key, &ttl_ms) != RC_OK || ttl_ms <= 0)
-            ttl_ms = RESEND_WINDOW_MS;
-        *out_retry_after_s = (ttl_ms + 999) / 1000;
-        return RC_LIMIT;
-    }
+        return rc;
     dummy_work(d, email); /* on every path: see the file comment */
-
     struct arena *a = arena_new();
     struct db_conn *c = NULL;
-    char *token = NULL;
     struct user u;
-    rc = db_acquire(d->db, DB_WRITE, &c);
-    if (rc)
-        goto out;
-    rc = users_find_by_email(c, a, email, &u);
-    if (rc == RC_NOT_FOUND || (rc == RC_OK && (u.deleted || !u.is_active || u.email_verified))) {
-        rc = RC_OK;
-        goto out;
-    }
-    if (rc)
-        goto out;
-    int64_t now = time_now_us(), expires = 0;
-    char digest[65];
-    rc = mint_verify_token(d, u.id, now, &token, digest, &expires);
+    rc = db_acquire(d->db, DB_READ, &c);
     if (!rc)
-        rc = db_begin(c);
-    if (!rc)
-        rc = users_set_verify_token(c, u.id, digest, expires, now);
-    if (!rc)
-        rc = queue_verification(d, c, u.email, token, expires);
-    if (!rc)
-        rc = db_commit(c);
-    else
-        db_rollback(c);
+        rc = users_find_by_email(c, a, email, &u);
     db_release(c);
-    c = NULL;
-    if (!rc) {
-        mailer_kick(d->mailer);
-        struct audit_event ev =
-            event(m, "user.email.verification_resent", u.id, true, NULL,
-                  audit_meta("operation", json_string("resend_request"), NULL, NULL));
-        audit_write_detached(d->db, &ev);
-        json_decref(ev.metadata);
-    }
-out:
-    db_release(c);
-    xfree_secret_str(token);
+    if (rc == RC_OK && !u.deleted && u.is_active && !u.email_verified)
+        rc = send_new_link(d, m, &u, "resend_request");
+    else if (rc == RC_OK || rc == RC_NOT_FOUND)
+        rc = RC_OK; /* unknown or already verified: same answer, no email */
     arena_free(a);
     return rc;
 }

@@ -44,6 +44,13 @@ rc_t accounts_signup(const struct accounts_deps *d, const struct req_meta *m, co
 rc_t accounts_verify_email(const struct accounts_deps *d, const struct req_meta *m,
                            const char *token) WUR;
 
+/* POST /auth/verify-email/resend for an authenticated user (api-flows
+ * §1.4): RC_NOT_FOUND no such user (401 invalid_token), RC_CONFLICT already
+ * verified (400 already_verified), RC_LIMIT with *out_retry_after_s,
+ * RC_UNAVAILABLE when the KV store is down. */
+rc_t accounts_resend(const struct accounts_deps *d, const struct req_meta *m, const char *user_id,
+                     int64_t *out_retry_after_s) WUR;
+
 /* POST /auth/verify-email/resend/request. RC_OK always for a well-formed
  * request (no enumeration); RC_LIMIT with *out_retry_after_s when the
  * per-email limit is exceeded; RC_UNAVAILABLE when the KV store is down. */

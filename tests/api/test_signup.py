@@ -231,3 +231,43 @@ def test_signup_rows_store_only_digests(app, smtp, backend):
     import hashlib
     assert row[1] == hashlib.sha256(token.encode()).hexdigest()
     assert row[2] == 0
+
+
+def test_authenticated_resend(app, smtp):
+    signup(app, "authresend@example.com")
+    first = _token(_link(smtp.wait_for(to="authresend@example.com", timeout=15)))
+    r = app.post("/auth/verify-email/resend")
+    assert r.status_code == 401 and r.json() == {"detail": "Invalid token.",
+                                                 "code": "invalid_token"}
+    r = app.post("/auth/verify-email/resend", headers={"Authorization": "Bearer junk"})
+    assert r.status_code == 401
+    assert app.get("/auth/verify-email", params={"token": first}).status_code == 200
+    t = app.post("/auth/login", json={"email": "authresend@example.com",
+                                      "password": STRONG}).json()
+    r = app.post("/auth/verify-email/resend",
+                 headers={"Authorization": f"Bearer {t['access_token']}"})
+    assert r.status_code == 400 and r.json() == {"detail": "Email is already verified.",
+                                                 "code": "already_verified"}
+
+
+def test_authenticated_resend_for_unverified_user(authd, smtp):
+    app = authd({"EMAIL__MAILHOG_HOST": smtp.host, "EMAIL__MAILHOG_PORT": str(smtp.port),
+                 "EMAIL__PUBLIC_BASE_URL": "http://auth.example.com/base/",
+                 "AUTH__REQUIRE_VERIFIED_EMAIL_FOR_PASSWORD_LOGIN": "false"})
+    signup(app, "unv@example.com")
+    first = _token(_link(smtp.wait_for(to="unv@example.com", timeout=15)))
+    t = app.post("/auth/login", json={"email": "unv@example.com", "password": STRONG}).json()
+    auth = {"Authorization": f"Bearer {t['access_token']}"}
+    n = len(smtp.messages)
+    for i in range(3):
+        r = app.post("/auth/verify-email/resend", headers=auth)
+        assert r.status_code == 200 and r.json() == SENT, (i, r.text)
+    r = app.post("/auth/verify-email/resend", headers=auth)
+    assert r.status_code == 429 and 3500 <= int(r.headers["Retry-After"]) <= 3600
+    deadline = time.time() + 15
+    while len(smtp.messages) < n + 3 and time.time() < deadline:
+        time.sleep(0.1)
+    assert len(smtp.messages) == n + 3
+    latest = _token(_link(smtp.messages[-1]))
+    assert app.get("/auth/verify-email", params={"token": first}).status_code == 400
+    assert app.get("/auth/verify-email", params={"token": latest}).status_code == 200
