@@ -338,3 +338,46 @@ def test_rotation_overlap_then_emergency_retirement(authd, smtp):
     assert r.status_code == 401 and r.json() == INVALID_TOKEN
     kids = [k["kid"] for k in app.get("/.well-known/jwks.json").json()["keys"]]
     assert jwt.get_unverified_header(new)["kid"] not in kids
+
+
+def test_bcrypt_hash_verifies_and_is_rehashed(app, smtp, backend):
+    if backend != "sqlite":
+        pytest.skip("plants an imported hash through the SQLite file")
+    import sqlite3
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import crypt
+    register(app, smtp, "imported@example.com")
+    legacy = crypt.crypt("Legacy!pass1", crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=1 << 4))
+    assert legacy.startswith("$2b$04$")
+    db = app.env["DATABASE__URL"][len("sqlite:///"):]
+    con = sqlite3.connect(db)
+    con.execute("UPDATE users SET password_hash = ? WHERE email = 'imported@example.com'",
+                (legacy,))
+    con.commit()
+    assert login(app, "imported@example.com", "Wrong!pass1").status_code == 401
+    r = login(app, "imported@example.com", "Legacy!pass1")
+    assert r.status_code == 200, r.text
+    stored = con.execute("SELECT password_hash FROM users WHERE email = 'imported@example.com'"
+                         ).fetchone()[0]
+    con.close()
+    assert stored.startswith("$argon2id$"), stored
+    assert login(app, "imported@example.com", "Legacy!pass1").status_code == 200
+
+
+def test_saturated_hashing_pool_answers_503_service_busy(authd, smtp):
+    import concurrent.futures
+    app = authd({"EMAIL__MAILHOG_HOST": smtp.host, "EMAIL__MAILHOG_PORT": str(smtp.port),
+                 "PASSWORD_HASH__WORKERS": "1", "PASSWORD_HASH__QUEUE_TIMEOUT_MS": "1",
+                 "PASSWORD_HASH__MEMORY_KIB": "65536", "PASSWORD_HASH__ITERATIONS": "3",
+                 "RATE_LIMIT__LOGIN_REQUESTS_PER_MINUTE": "1000"})
+    with concurrent.futures.ThreadPoolExecutor(16) as ex:
+        rs = list(ex.map(lambda _: login(app, "nobody@example.com"), range(32)))
+    busy = [r for r in rs if r.status_code == 503]
+    assert busy, [r.status_code for r in rs]
+    for r in busy:
+        assert r.json() == {"detail": "Service busy.", "code": "service_busy"}
+        assert int(r.headers["Retry-After"]) >= 1
+    assert all(r.status_code in (401, 503) for r in rs)
+    assert app.get("/health/live").status_code == 200
