@@ -21,7 +21,7 @@ struct app {
     const struct config *cfg;
     struct db *db;
     struct kv *kv;
-    struct workq *blocking; /* general off-event-loop work (test hooks) */
+    struct workq *blocking; /* off-event-loop work that is not hashing: token signing, tests */
     struct workq *pwhash;   /* password hashing: PASSWORD_HASH__WORKERS threads */
     struct http_server *http;
     struct secrets *secrets; /* svc/secrets.h */

@@ -287,7 +287,7 @@ static void token(struct http_req *r)
         }
         in->cookie_mode = true;
         http_req_set_ctx(r, in);
-        http_req_offload(r, app->pwhash, refresh_work, app->cfg->password_hash.queue_timeout_ms);
+        http_req_offload(r, app->blocking, refresh_work, app->cfg->password_hash.queue_timeout_ms);
         return;
     }
     size_t len;
@@ -303,7 +303,7 @@ static void token(struct http_req *r)
     in->refresh_token = arena_strdup(http_req_arena(r), json_string_value(rt));
     json_decref(body);
     http_req_set_ctx(r, in);
-    http_req_offload(r, app->pwhash, refresh_work, app->cfg->password_hash.queue_timeout_ms);
+    http_req_offload(r, app->blocking, refresh_work, app->cfg->password_hash.queue_timeout_ms);
 }
 
 /* ---- bearer ---- */

@@ -95,17 +95,6 @@ rc_t sessions_get(struct db_conn *c, struct arena *a, const char *session_id,
                      session_id, out);
 }
 
-rc_t sessions_find_by_verifier_for_update(struct db_conn *c, struct arena *a, const char *verifier,
-                                          struct session_row *out)
-{
-    const char *sql = db_conn_kind(c) == DB_POSTGRES
-                          ? "SELECT " SESSION_COLS " FROM sessions WHERE hashed_refresh_token = $1 "
-                            "AND deleted_at IS NULL FOR UPDATE"
-                          : "SELECT " SESSION_COLS " FROM sessions WHERE hashed_refresh_token = $1 "
-                            "AND deleted_at IS NULL";
-    return query_one(c, a, sql, verifier, out);
-}
-
 static rc_t update_one(struct db_conn *c, const char *sql, int n, const struct db_param *p)
 {
     struct db_res *r = NULL;
@@ -116,17 +105,28 @@ static rc_t update_one(struct db_conn *c, const char *sql, int n, const struct d
     return rc;
 }
 
-rc_t sessions_rotate(struct db_conn *c, const char *session_id, const char *new_verifier,
-                     int64_t expires_at_us, int64_t now_us)
+rc_t sessions_rotate(struct db_conn *c, const char *session_id, const char *old_verifier,
+                     const char *new_verifier, int64_t expires_at_us, int64_t now_us)
 {
     char now[TIME_STR_MAX], exp[TIME_STR_MAX];
     time_format(now_us, TIME_STYLE_DB, now);
     time_format(expires_at_us, TIME_STYLE_DB, exp);
-    struct db_param p[] = {DBP_T(session_id), DBP_T(new_verifier), DBP_T(exp), DBP_T(now)};
+    struct db_param p[] = {DBP_T(session_id), DBP_T(new_verifier), DBP_T(exp), DBP_T(now),
+                           DBP_T(old_verifier)};
     return update_one(c,
                       "UPDATE sessions SET hashed_refresh_token = $2, expires_at = $3, "
-                      "last_seen_at = $4, updated_at = $4 WHERE session_id = $1",
-                      4, p);
+                      "last_seen_at = $4, updated_at = $4 WHERE session_id = $1 AND "
+                      "hashed_refresh_token = $5 AND revoked_at IS NULL AND deleted_at IS NULL",
+                      5, p);
+}
+
+rc_t sessions_find_by_verifier(struct db_conn *c, struct arena *a, const char *verifier,
+                               struct session_row *out)
+{
+    return query_one(c, a,
+                     "SELECT " SESSION_COLS " FROM sessions WHERE hashed_refresh_token = $1 "
+                     "AND deleted_at IS NULL",
+                     verifier, out);
 }
 
 rc_t sessions_revoke(struct db_conn *c, const char *session_id, const char *reason, int64_t now_us)

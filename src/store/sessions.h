@@ -41,13 +41,15 @@ struct session_new {
 rc_t sessions_insert(struct db_conn *c, const struct session_new *s) WUR;
 rc_t sessions_get(struct db_conn *c, struct arena *a, const char *session_id,
                   struct session_row *out) WUR;
-/* Non-deleted session whose current verifier is `verifier`, row locked for
- * the transaction (FOR UPDATE on PostgreSQL). */
-rc_t sessions_find_by_verifier_for_update(struct db_conn *c, struct arena *a, const char *verifier,
-                                          struct session_row *out) WUR;
-/* Refresh rotation: new verifier, sliding expiry, last_seen_at. */
-rc_t sessions_rotate(struct db_conn *c, const char *session_id, const char *new_verifier,
-                     int64_t expires_at_us, int64_t now_us) WUR;
+/* Refresh rotation as a compare-and-swap: replaces old_verifier by
+ * new_verifier (sliding expiry, last_seen_at) only while the row still holds
+ * old_verifier and is neither revoked nor deleted. RC_NOT_FOUND when it
+ * does not: a concurrent refresh won, or the session was revoked. */
+rc_t sessions_rotate(struct db_conn *c, const char *session_id, const char *old_verifier,
+                     const char *new_verifier, int64_t expires_at_us, int64_t now_us) WUR;
+/* Non-deleted session whose current verifier is `verifier` (no lock). */
+rc_t sessions_find_by_verifier(struct db_conn *c, struct arena *a, const char *verifier,
+                               struct session_row *out) WUR;
 /* Sets revoked_at (always) and revoke_reason (only when reason is not NULL). */
 rc_t sessions_revoke(struct db_conn *c, const char *session_id, const char *reason,
                      int64_t now_us) WUR;

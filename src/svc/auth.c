@@ -381,6 +381,7 @@ void auth_refresh(const struct auth_deps *d, const struct req_meta *m, const cha
     json_t *scopes = NULL, *auds = NULL;
     char *state = NULL, *new_state = NULL;
     char verifier[65], legacy[65], key[128];
+    const char *matched = verifier;
     struct session_row s;
     struct user u;
     struct issued iss;
@@ -388,48 +389,52 @@ void auth_refresh(const struct auth_deps *d, const struct req_meta *m, const cha
     crypto_keyed_hasher_hex(d->refresh_hasher, refresh_token, strlen(refresh_token), verifier);
     crypto_sha256_hex(refresh_token, strlen(refresh_token), legacy);
 
+    /* Read and check without holding the writer; sign outside any
+     * transaction; then one compare-and-swap UPDATE decides which of two
+     * concurrent refreshes of the same token wins (§7.2). */
     out->outcome = AUTH_SESSION_EXPIRED;
-    rc_t rc = db_acquire(d->a.db, DB_WRITE, &c);
-    if (!rc)
-        rc = db_begin(c);
+    rc_t rc = db_acquire(d->a.db, DB_READ, &c);
     if (!rc) {
-        rc = sessions_find_by_verifier_for_update(c, a, verifier, &s);
-        if (rc == RC_NOT_FOUND)
-            rc = sessions_find_by_verifier_for_update(c, a, legacy, &s);
+        rc = sessions_find_by_verifier(c, a, verifier, &s);
+        if (rc == RC_NOT_FOUND) {
+            matched = legacy;
+            rc = sessions_find_by_verifier(c, a, legacy, &s);
+        }
     }
-    if (rc == RC_NOT_FOUND || (!rc && (s.revoked_at_us || s.expires_at_us <= now_us)))
-        goto fail;
-    if (rc) {
-        out->outcome = AUTH_FAILED;
-        goto fail;
-    }
-    snprintf(key, sizeof key, "session:%s", s.session_id);
-    if (kv_get(d->a.kv, key, &state) != RC_OK) {
-        out->outcome = AUTH_STORE_DOWN;
-        goto fail;
-    }
-    if (!state || !parse_state(state, &scopes, &auds))
-        goto fail;
-    rc = users_get(c, a, s.user_id, &u);
+    if (!rc && !s.revoked_at_us && s.expires_at_us > now_us)
+        rc = users_get(c, a, s.user_id, &u);
+    else if (!rc)
+        rc = RC_NOT_FOUND;
+    db_release(c);
+    c = NULL;
     if (rc == RC_NOT_FOUND || (!rc && (u.deleted || !u.is_active)))
         goto fail;
     if (rc) {
         out->outcome = AUTH_FAILED;
-        goto fail;
+        goto out;
     }
+    snprintf(key, sizeof key, "session:%s", s.session_id);
+    if (kv_get(d->a.kv, key, &state) != RC_OK) {
+        out->outcome = AUTH_STORE_DOWN;
+        goto out;
+    }
+    if (!state || !parse_state(state, &scopes, &auds))
+        goto fail;
     if (!auds)
         auds = audiences(d->a.cfg->app.service, NULL);
     if (issue_pair(d, &u, auds, scopes, s.auth_time_us / 1000000, now_s, &t, &iss) != RC_OK) {
         out->outcome = AUTH_FAILED;
-        goto fail;
+        goto out;
     }
-    rc = sessions_rotate(c, s.session_id, iss.refresh_verifier,
-                         now_us + (int64_t)d->a.cfg->jwt.refresh_token_ttl_seconds * 1000000,
-                         now_us);
+    rc = db_acquire(d->a.db, DB_WRITE, &c);
     if (!rc)
-        rc = db_commit(c);
+        rc = sessions_rotate(c, s.session_id, matched, iss.refresh_verifier,
+                             now_us + (int64_t)d->a.cfg->jwt.refresh_token_ttl_seconds * 1000000,
+                             now_us);
     db_release(c);
     c = NULL;
+    if (rc == RC_NOT_FOUND)
+        goto fail;
     if (rc) {
         out->outcome = AUTH_FAILED;
         goto out;
@@ -445,11 +450,8 @@ void auth_refresh(const struct auth_deps *d, const struct req_meta *m, const cha
                    meta1("grant", json_string("refresh_token")));
     goto out;
 fail:
-    db_rollback(c);
-    db_release(c);
-    c = NULL;
-    if (out->outcome == AUTH_SESSION_EXPIRED)
-        audit_detached(d, m, "token.refreshed", NULL, NULL, NULL, false, "session_expired", NULL);
+    out->outcome = AUTH_SESSION_EXPIRED;
+    audit_detached(d, m, "token.refreshed", NULL, NULL, NULL, false, "session_expired", NULL);
 out:
     db_release(c);
     auth_tokens_free(&t);
@@ -488,11 +490,11 @@ void auth_logout(const struct auth_deps *d, const struct req_meta *m, const char
     crypto_keyed_hasher_hex(d->refresh_hasher, refresh_token, strlen(refresh_token), verifier);
     crypto_sha256_hex(refresh_token, strlen(refresh_token), legacy);
     struct session_row s;
-    rc = db_acquire(d->a.db, DB_WRITE, &c);
+    rc = db_acquire(d->a.db, DB_READ, &c);
     if (!rc) {
-        rc = sessions_find_by_verifier_for_update(c, a, verifier, &s);
+        rc = sessions_find_by_verifier(c, a, verifier, &s);
         if (rc == RC_NOT_FOUND)
-            rc = sessions_find_by_verifier_for_update(c, a, legacy, &s);
+            rc = sessions_find_by_verifier(c, a, legacy, &s);
     }
     db_release(c);
     c = NULL;

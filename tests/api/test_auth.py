@@ -381,3 +381,20 @@ def test_saturated_hashing_pool_answers_503_service_busy(authd, smtp):
         assert int(r.headers["Retry-After"]) >= 1
     assert all(r.status_code in (401, 503) for r in rs)
     assert app.get("/health/live").status_code == 200
+
+
+def test_concurrent_refresh_of_one_token_has_one_winner(app, smtp):
+    import concurrent.futures
+    register(app, smtp, "race@example.com")
+    for _ in range(3):
+        rt = login(app, "race@example.com").json()["refresh_token"]
+        with concurrent.futures.ThreadPoolExecutor(6) as ex:
+            rs = list(ex.map(lambda _: app.post("/auth/token", json={"refresh_token": rt}),
+                             range(6)))
+        codes = sorted(r.status_code for r in rs)
+        assert codes == [200, 401, 401, 401, 401, 401], codes
+        winner = next(r for r in rs if r.status_code == 200).json()
+        assert validate(app, winner["access_token"]).status_code == 204
+        # the winner's refresh token is the live one
+        assert app.post("/auth/token", json={"refresh_token": winner["refresh_token"]}
+                        ).status_code == 200
