@@ -107,6 +107,43 @@ rc_t kv_set(struct kv *kv, const char *key, const char *val, int64_t ttl_ms)
     return set_common(kv, key, val, ttl_ms, false, &set);
 }
 
+#define KV_MANY_MAX 16
+
+rc_t kv_set_many(struct kv *kv, const struct kv_item *items, int n)
+{
+    if (n < 0 || n > KV_MANY_MAX)
+        return RC_INVALID;
+    const char *keys[KV_MANY_MAX], *vals[KV_MANY_MAX];
+    int64_t exp[KV_MANY_MAX];
+    int nd = 0;
+    for (int i = 0; i < n; i++) {
+        const char *k = items[i].key, *v = items[i].val;
+        if (!key_len(k) || !v || strnlen(v, KV_VAL_MAX + 1) > KV_VAL_MAX ||
+            !ttl_ok(items[i].ttl_ms))
+            return RC_INVALID;
+        if (persisted(kv, k)) {
+            keys[nd] = k;
+            vals[nd] = v;
+            exp[nd++] = expiry_of(items[i].ttl_ms);
+        }
+    }
+    if (nd && kv->persist->put_many &&
+        kv->persist->put_many(kv->persist_ctx, keys, vals, exp, nd) != RC_OK)
+        return RC_UNAVAILABLE;
+    for (int i = 0; i < n; i++) {
+        bool set;
+        rc_t rc;
+        if (nd && kv->persist->put_many) /* durable side already written */
+            rc = kv->ops->set(kv, items[i].key, key_len(items[i].key), items[i].val,
+                              items[i].ttl_ms, false, &set);
+        else
+            rc = set_common(kv, items[i].key, items[i].val, items[i].ttl_ms, false, &set);
+        if (rc)
+            return rc;
+    }
+    return RC_OK;
+}
+
 rc_t kv_set_nx(struct kv *kv, const char *key, const char *val, int64_t ttl_ms, bool *out_set)
 {
     return set_common(kv, key, val, ttl_ms, true, out_set);

@@ -53,6 +53,16 @@ bool kv_is_shared(const struct kv *kv); /* true for Redis */
 rc_t kv_get(struct kv *kv, const char *key, char **out) WUR;
 /* Stores a string, replacing any value and TTL (ttl_ms <= 0: none). */
 rc_t kv_set(struct kv *kv, const char *key, const char *val, int64_t ttl_ms) WUR;
+
+struct kv_item {
+    const char *key;
+    const char *val;
+    int64_t ttl_ms;
+};
+/* kv_set of several keys. Not atomic across keys; with write-through
+ * persistence the durable ones are written in one durable batch first (one
+ * transaction instead of one per key). Stops at the first failure. */
+rc_t kv_set_many(struct kv *kv, const struct kv_item *items, int n) WUR;
 /* Sets only when absent; *out_set tells whether it did. */
 rc_t kv_set_nx(struct kv *kv, const char *key, const char *val, int64_t ttl_ms, bool *out_set) WUR;
 rc_t kv_del(struct kv *kv, const char *key) WUR;
@@ -86,6 +96,9 @@ struct kv_persist_ops {
     /* expires_at_us: wall-clock expiry, 0 = none */
     rc_t (*put)(void *ctx, const char *key, const char *val, int64_t expires_at_us);
     rc_t (*del)(void *ctx, const char *key);
+    /* Optional: several puts in one durable unit (NULL → put one by one). */
+    rc_t (*put_many)(void *ctx, const char *const *keys, const char *const *vals,
+                     const int64_t *expires_at_us, int n);
     /* Calls cb for every live entry (used once, at kv_set_persistence). */
     rc_t (*load)(void *ctx,
                  void (*cb)(void *cb_ctx, const char *key, const char *val, int64_t expires_at_us),

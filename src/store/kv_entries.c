@@ -17,6 +17,36 @@ static rc_t run(struct db *db, const char *sql, int n, const struct db_param *p)
     return rc;
 }
 
+#define PUT_SQL                                                                                    \
+    "INSERT INTO kv_entries (key, value, expires_at) VALUES ($1, $2, $3) "                         \
+    "ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at"
+
+static rc_t put_on(struct db_conn *c, const char *key, const char *val, int64_t expires_at_us)
+{
+    char exp[TIME_STR_MAX];
+    if (expires_at_us)
+        time_format(expires_at_us, TIME_STYLE_DB, exp);
+    struct db_param p[] = {DBP_T(key), DBP_T(val), DBP_T(expires_at_us ? exp : NULL)};
+    return db_exec(c, PUT_SQL, 3, p, NULL);
+}
+
+rc_t kv_entries_put_many(struct db *db, const char *const *keys, const char *const *vals,
+                         const int64_t *expires_at_us, int n)
+{
+    struct db_conn *c = NULL;
+    rc_t rc = db_acquire(db, DB_WRITE, &c);
+    if (!rc)
+        rc = db_begin(c);
+    for (int i = 0; !rc && i < n; i++)
+        rc = put_on(c, keys[i], vals[i], expires_at_us[i]);
+    if (!rc)
+        rc = db_commit(c);
+    else if (c)
+        db_rollback(c);
+    db_release(c);
+    return rc;
+}
+
 rc_t kv_entries_put(struct db *ctx, const char *key, const char *val, int64_t expires_at_us)
 {
     char exp[TIME_STR_MAX];

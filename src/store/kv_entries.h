@@ -14,6 +14,9 @@
 /* expires_at_us: wall clock, 0 = none. */
 rc_t kv_entries_put(struct db *db, const char *key, const char *val, int64_t expires_at_us) WUR;
 rc_t kv_entries_del(struct db *db, const char *key) WUR;
+/* Several upserts in one transaction. */
+rc_t kv_entries_put_many(struct db *db, const char *const *keys, const char *const *vals,
+                         const int64_t *expires_at_us, int n) WUR;
 /* Calls cb for every live row. */
 rc_t kv_entries_load(struct db *db,
                      void (*cb)(void *cb_ctx, const char *key, const char *val,

@@ -445,6 +445,24 @@ void audit_write_detached(struct db *db, const struct audit_event *ev)
     db_release(c);
 }
 
+void audit_write_detached_many(struct db *db, const struct audit_event *const *evs, int n)
+{
+    struct db_conn *c = NULL;
+    rc_t rc = db && n > 0 ? db_acquire(db, DB_WRITE, &c) : RC_INVALID;
+    if (rc == RC_OK)
+        rc = db_begin(c);
+    for (int i = 0; rc == RC_OK && i < n; i++)
+        rc = audit_write(c, evs[i]);
+    if (rc == RC_OK)
+        rc = db_commit(c);
+    else if (c)
+        db_rollback(c);
+    if (rc)
+        for (int i = 0; i < n; i++)
+            audit_log_write_failed(evs[i], rc, c ? db_conn_error(c) : NULL);
+    db_release(c);
+}
+
 /* ---- history and cursor ------------------------------------------------ */
 
 char *audit_cursor_encode(int64_t created_at_us, const char *id)

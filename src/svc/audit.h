@@ -87,6 +87,9 @@ rc_t audit_write(struct db_conn *c, const struct audit_event *ev) WUR;
  * has one writer: the checkout would wait for itself until the pool
  * timeout, then log and drop). */
 void audit_write_detached(struct db *db, const struct audit_event *ev);
+/* Several events of one request in one standalone transaction (all or
+ * none); failures are logged per event, never returned. */
+void audit_write_detached_many(struct db *db, const struct audit_event *const *evs, int n);
 
 /* Logs {"event":"audit_write_failed", event_type, actor_type, success,
  * error} at error level with the event's correlation id. detail (NULL ok)

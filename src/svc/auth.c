@@ -59,6 +59,46 @@ static void audit_detached(const struct auth_deps *d, const struct req_meta *m, 
     json_decref(meta);
 }
 
+/* Audit events of one request, written together after the business commit
+ * (one transaction instead of one per event). */
+#define AUDIT_BATCH_MAX 4
+struct audit_batch {
+    struct audit_event ev[AUDIT_BATCH_MAX];
+    int n;
+};
+
+static void batch_add(struct audit_batch *b, const struct req_meta *m, const char *type,
+                      const char *actor, const char *target, const char *target_type, json_t *meta)
+{
+    if (b->n == AUDIT_BATCH_MAX) {
+        json_decref(meta);
+        return;
+    }
+    b->ev[b->n++] = (struct audit_event){
+        .event_type = type,
+        .actor_id = actor,
+        .actor_type = AUDIT_ACTOR_USER,
+        .target_id = target,
+        .target_type = target_type,
+        .ip_address = m->client_ip,
+        .user_agent = m->user_agent,
+        .correlation_id = m->correlation_id,
+        .success = true,
+        .metadata = meta,
+    };
+}
+
+static void batch_write(const struct auth_deps *d, struct audit_batch *b)
+{
+    const struct audit_event *p[AUDIT_BATCH_MAX];
+    for (int i = 0; i < b->n; i++)
+        p[i] = &b->ev[i];
+    audit_write_detached_many(d->a.db, p, b->n);
+    for (int i = 0; i < b->n; i++)
+        json_decref(b->ev[i].metadata);
+    b->n = 0;
+}
+
 /* §5.3: SERVICE_AUD first, then the requested audience when it adds one. */
 static json_t *audiences(const char *service, const char *requested)
 {
@@ -140,16 +180,15 @@ static char *state_json(const struct user *u, json_t *scopes, json_t *auds, int6
 static rc_t put_state(const struct auth_deps *d, const char *sid, const char *state,
                       const struct issued *iss, int64_t now_s)
 {
-    const struct config *cfg = d->a.cfg;
-    char key[128];
-    snprintf(key, sizeof key, "session:%s", sid);
-    rc_t rc = kv_set(d->a.kv, key, state, (int64_t)cfg->jwt.refresh_token_ttl_seconds * 1000);
-    if (rc)
-        return RC_UNAVAILABLE;
-    snprintf(key, sizeof key, "session_access:%s", iss->access_jti);
+    char skey[128], bkey[128];
+    snprintf(skey, sizeof skey, "session:%s", sid);
+    snprintf(bkey, sizeof bkey, "session_access:%s", iss->access_jti);
     int64_t ttl_s = iss->access_exp_s - now_s;
-    rc = kv_set(d->a.kv, key, sid, (ttl_s > 0 ? ttl_s : 1) * 1000);
-    return rc ? RC_UNAVAILABLE : RC_OK;
+    struct kv_item items[] = {
+        {skey, state, (int64_t)d->a.cfg->jwt.refresh_token_ttl_seconds * 1000},
+        {bkey, sid, (ttl_s > 0 ? ttl_s : 1) * 1000},
+    };
+    return kv_set_many(d->a.kv, items, 2) ? RC_UNAVAILABLE : RC_OK;
 }
 
 static void result_tokens(struct auth_result *out, struct auth_tokens *t)
@@ -335,19 +374,19 @@ void auth_login(const struct auth_deps *d, const struct req_meta *m, const char 
         goto out;
     }
     result_tokens(out, &t);
-    audit_detached(d, m, "user.login.success", u.id, u.id, "user", true, NULL,
-                   meta1("provider", json_string("password")));
-    if (flags.suspicious) {
-        json_t *meta = json_pack("{s:s, s:b, s:b, s:I}", "provider", "password", "new_ip",
-                                 flags.new_ip, "new_user_agent", flags.new_user_agent,
-                                 "prior_failures", (json_int_t)flags.prior_failures);
-        audit_detached(d, m, "user.login.suspicious", u.id, u.id, "user", true, NULL, meta);
-    }
+    struct audit_batch b = {.n = 0};
+    batch_add(&b, m, "user.login.success", u.id, u.id, "user",
+              meta1("provider", json_string("password")));
+    if (flags.suspicious)
+        batch_add(&b, m, "user.login.suspicious", u.id, u.id, "user",
+                  json_pack("{s:s, s:b, s:b, s:I}", "provider", "password", "new_ip", flags.new_ip,
+                            "new_user_agent", flags.new_user_agent, "prior_failures",
+                            (json_int_t)flags.prior_failures));
     json_decref(reasons);
-    audit_detached(d, m, "session.created", u.id, sid, "session", true, NULL,
-                   meta1("session_id", json_string(sid)));
-    audit_detached(d, m, "token.issued", u.id, u.id, "user", true, NULL,
-                   meta1("grant", json_string("password")));
+    batch_add(&b, m, "session.created", u.id, sid, "session",
+              meta1("session_id", json_string(sid)));
+    batch_add(&b, m, "token.issued", u.id, u.id, "user", meta1("grant", json_string("password")));
+    batch_write(d, &b);
 out:
     auth_tokens_free(&t);
     json_decref(auds);
@@ -445,9 +484,11 @@ void auth_refresh(const struct auth_deps *d, const struct req_meta *m, const cha
         goto out;
     }
     result_tokens(out, &t);
-    audit_detached(d, m, "token.refreshed", NULL, s.session_id, "session", true, NULL, NULL);
-    audit_detached(d, m, "token.issued", u.id, u.id, "user", true, NULL,
-                   meta1("grant", json_string("refresh_token")));
+    struct audit_batch b = {.n = 0};
+    batch_add(&b, m, "token.refreshed", NULL, s.session_id, "session", NULL);
+    batch_add(&b, m, "token.issued", u.id, u.id, "user",
+              meta1("grant", json_string("refresh_token")));
+    batch_write(d, &b);
     goto out;
 fail:
     out->outcome = AUTH_SESSION_EXPIRED;

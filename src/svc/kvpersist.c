@@ -16,6 +16,12 @@ static rc_t del(void *ctx, const char *key)
     return kv_entries_del(ctx, key);
 }
 
+static rc_t put_many(void *ctx, const char *const *keys, const char *const *vals,
+                     const int64_t *expires_at_us, int n)
+{
+    return kv_entries_put_many(ctx, keys, vals, expires_at_us, n);
+}
+
 static rc_t load(void *ctx, void (*cb)(void *, const char *, const char *, int64_t), void *cb_ctx)
 {
     return kv_entries_load(ctx, cb, cb_ctx);
@@ -26,4 +32,5 @@ static int sweep(void *ctx)
     return kv_entries_sweep(ctx);
 }
 
-const struct kv_persist_ops kvpersist_ops = {put, del, load, sweep};
+const struct kv_persist_ops kvpersist_ops = {
+    .put = put, .del = del, .put_many = put_many, .load = load, .sweep = sweep};

@@ -106,6 +106,25 @@ static void test_survives_restart(void **st)
     kv_close(kv);
 }
 
+static void test_set_many(void **st)
+{
+    (void)st;
+    struct kv *kv = reopen();
+    struct kv_item items[] = {{"session:m1", "state", 60000},
+                              {"session_access:mj", "m1", 60000},
+                              {"other:m", "memory only", 60000}};
+    assert_int_equal(kv_set_many(kv, items, 3), RC_OK);
+    expect(kv, "other:m", "memory only");
+    struct kv_item bad[] = {{"session:x", NULL, 1000}};
+    assert_int_equal(kv_set_many(kv, bad, 1), RC_INVALID);
+    kv_close(kv);
+    kv = reopen();
+    expect(kv, "session:m1", "state");
+    expect(kv, "session_access:mj", "m1");
+    expect(kv, "other:m", NULL);
+    kv_close(kv);
+}
+
 static void test_redis_refuses_persistence(void **st)
 {
     (void)st;
@@ -121,6 +140,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_survives_restart),
+        cmocka_unit_test(test_set_many),
         cmocka_unit_test(test_redis_refuses_persistence),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
