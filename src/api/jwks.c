@@ -1,5 +1,5 @@
 /* GET /.well-known/jwks.json (api-core §4.3, config-ops §5.5): the public
- * keys of the active and retiring signing keys. Public, default rate limit,
+ * keys of the active and retiring signing keys. Public, service-endpoint rate limit (R2),
  * no cache headers (the dispatcher adds only the security headers). The
  * document comes from the keys service's cached serialization. */
 #include "api/api.h"

@@ -760,3 +760,13 @@ void db_deadline(struct timespec *ts, int ms)
         ts->tv_nsec -= 1000000000L;
     }
 }
+
+rc_t db_exec_one(struct db_conn *c, const char *sql, int nparams, const struct db_param *params)
+{
+    struct db_res *r = NULL;
+    rc_t rc = db_exec(c, sql, nparams, params, &r);
+    if (rc == RC_OK && db_res_affected(r) == 0)
+        rc = RC_NOT_FOUND;
+    db_res_free(r);
+    return rc;
+}

@@ -105,6 +105,10 @@ void db_release(struct db_conn *c);
  * parameter values. */
 rc_t db_exec(struct db_conn *c, const char *sql, int nparams, const struct db_param *params,
              struct db_res **out) WUR;
+/* db_exec for an UPDATE/DELETE that must change at least one row:
+ * RC_NOT_FOUND when it changed none. */
+rc_t db_exec_one(struct db_conn *c, const char *sql, int nparams,
+                 const struct db_param *params) WUR;
 /* Several statements without parameters (migrations). */
 rc_t db_exec_script(struct db_conn *c, const char *sql) WUR;
 /* Last error text of this connection ("" when none); borrowed. */

@@ -27,18 +27,6 @@ static const char *dup_or_null(struct arena *a, const struct db_res *r, int col)
     return v ? arena_strdup(a, v) : NULL;
 }
 
-/* An UPDATE that names one row and its lease: 0 rows means the claim was
- * lost (or the row is final already). */
-static rc_t exec_one(struct db_conn *c, const char *sql, int n, const struct db_param *p)
-{
-    struct db_res *r = NULL;
-    rc_t rc = db_exec(c, sql, n, p, &r);
-    if (rc == RC_OK && db_res_affected(r) == 0)
-        rc = RC_NOT_FOUND;
-    db_res_free(r);
-    return rc;
-}
-
 /* last_error is short: at most OUTBOX_ERROR_MAX bytes, cut before a UTF-8
  * continuation byte. */
 static void clip_error(const char *in, char *out, size_t cap)
@@ -119,11 +107,11 @@ rc_t outbox_mark_sent(struct db_conn *c, const char *id, int64_t lease_us, int a
     time_format(now_us, TIME_STYLE_DB, now);
     time_format(lease_us, TIME_STYLE_DB, lease);
     struct db_param p[] = {DBP_T(id), DBP_T(lease), DBP_T(now), DBP_I(attempt_count)};
-    return exec_one(c,
-                    "UPDATE email_outbox SET status = 'sent', sent_at = $3, attempt_count = $4, "
-                    "body_text = NULL, body_html = NULL, last_error = NULL WHERE id = $1 AND "
-                    "next_attempt_at = $2 AND status IN ('pending', 'failed')",
-                    4, p);
+    return db_exec_one(c,
+                       "UPDATE email_outbox SET status = 'sent', sent_at = $3, attempt_count = $4, "
+                       "body_text = NULL, body_html = NULL, last_error = NULL WHERE id = $1 AND "
+                       "next_attempt_at = $2 AND status IN ('pending', 'failed')",
+                       4, p);
 }
 
 rc_t outbox_mark_failed(struct db_conn *c, const char *id, int64_t lease_us, int attempt_count,
@@ -134,11 +122,12 @@ rc_t outbox_mark_failed(struct db_conn *c, const char *id, int64_t lease_us, int
     time_format(next_us, TIME_STYLE_DB, next);
     clip_error(error ? error : "", err, sizeof err);
     struct db_param p[] = {DBP_T(id), DBP_T(lease), DBP_I(attempt_count), DBP_T(next), DBP_T(err)};
-    return exec_one(c,
-                    "UPDATE email_outbox SET status = 'failed', attempt_count = $3, "
-                    "next_attempt_at = $4, last_error = $5 WHERE id = $1 AND next_attempt_at = $2 "
-                    "AND status IN ('pending', 'failed')",
-                    5, p);
+    return db_exec_one(
+        c,
+        "UPDATE email_outbox SET status = 'failed', attempt_count = $3, "
+        "next_attempt_at = $4, last_error = $5 WHERE id = $1 AND next_attempt_at = $2 "
+        "AND status IN ('pending', 'failed')",
+        5, p);
 }
 
 rc_t outbox_mark_abandoned(struct db_conn *c, const char *id, int64_t lease_us, int attempt_count,
@@ -150,11 +139,11 @@ rc_t outbox_mark_abandoned(struct db_conn *c, const char *id, int64_t lease_us, 
         clip_error(error, err, sizeof err);
     struct db_param p[] = {DBP_T(id), DBP_T(lease), DBP_I(attempt_count),
                            DBP_T(error ? err : NULL)};
-    return exec_one(c,
-                    "UPDATE email_outbox SET status = 'abandoned', attempt_count = $3, "
-                    "last_error = COALESCE($4, last_error), body_text = NULL, body_html = NULL "
-                    "WHERE id = $1 AND next_attempt_at = $2 AND status IN ('pending', 'failed')",
-                    4, p);
+    return db_exec_one(c,
+                       "UPDATE email_outbox SET status = 'abandoned', attempt_count = $3, "
+                       "last_error = COALESCE($4, last_error), body_text = NULL, body_html = NULL "
+                       "WHERE id = $1 AND next_attempt_at = $2 AND status IN ('pending', 'failed')",
+                       4, p);
 }
 
 rc_t outbox_release(struct db_conn *c, const char *id, int64_t lease_us, int64_t now_us)
@@ -163,10 +152,10 @@ rc_t outbox_release(struct db_conn *c, const char *id, int64_t lease_us, int64_t
     time_format(now_us, TIME_STYLE_DB, now);
     time_format(lease_us, TIME_STYLE_DB, lease);
     struct db_param p[] = {DBP_T(id), DBP_T(lease), DBP_T(now)};
-    return exec_one(c,
-                    "UPDATE email_outbox SET next_attempt_at = $3 WHERE id = $1 AND "
-                    "next_attempt_at = $2 AND status IN ('pending', 'failed')",
-                    3, p);
+    return db_exec_one(c,
+                       "UPDATE email_outbox SET next_attempt_at = $3 WHERE id = $1 AND "
+                       "next_attempt_at = $2 AND status IN ('pending', 'failed')",
+                       3, p);
 }
 
 rc_t outbox_delete_created_before(struct db_conn *c, int64_t cutoff_us, int64_t *out_n)

@@ -95,16 +95,6 @@ rc_t sessions_get(struct db_conn *c, struct arena *a, const char *session_id,
                      session_id, out);
 }
 
-static rc_t update_one(struct db_conn *c, const char *sql, int n, const struct db_param *p)
-{
-    struct db_res *r = NULL;
-    rc_t rc = db_exec(c, sql, n, p, &r);
-    if (rc == RC_OK && db_res_affected(r) == 0)
-        rc = RC_NOT_FOUND;
-    db_res_free(r);
-    return rc;
-}
-
 rc_t sessions_rotate(struct db_conn *c, const char *session_id, const char *old_verifier,
                      const char *new_verifier, int64_t expires_at_us, int64_t now_us)
 {
@@ -113,11 +103,11 @@ rc_t sessions_rotate(struct db_conn *c, const char *session_id, const char *old_
     time_format(expires_at_us, TIME_STYLE_DB, exp);
     struct db_param p[] = {DBP_T(session_id), DBP_T(new_verifier), DBP_T(exp), DBP_T(now),
                            DBP_T(old_verifier)};
-    return update_one(c,
-                      "UPDATE sessions SET hashed_refresh_token = $2, expires_at = $3, "
-                      "last_seen_at = $4, updated_at = $4 WHERE session_id = $1 AND "
-                      "hashed_refresh_token = $5 AND revoked_at IS NULL AND deleted_at IS NULL",
-                      5, p);
+    return db_exec_one(c,
+                       "UPDATE sessions SET hashed_refresh_token = $2, expires_at = $3, "
+                       "last_seen_at = $4, updated_at = $4 WHERE session_id = $1 AND "
+                       "hashed_refresh_token = $5 AND revoked_at IS NULL AND deleted_at IS NULL",
+                       5, p);
 }
 
 rc_t sessions_find_by_verifier(struct db_conn *c, struct arena *a, const char *verifier,
@@ -134,10 +124,10 @@ rc_t sessions_revoke(struct db_conn *c, const char *session_id, const char *reas
     char now[TIME_STR_MAX];
     time_format(now_us, TIME_STYLE_DB, now);
     struct db_param p[] = {DBP_T(session_id), DBP_T(now), DBP_T(reason)};
-    return update_one(c,
-                      "UPDATE sessions SET revoked_at = $2, updated_at = $2, "
-                      "revoke_reason = COALESCE($3, revoke_reason) WHERE session_id = $1",
-                      3, p);
+    return db_exec_one(c,
+                       "UPDATE sessions SET revoked_at = $2, updated_at = $2, "
+                       "revoke_reason = COALESCE($3, revoke_reason) WHERE session_id = $1",
+                       3, p);
 }
 
 rc_t sessions_touch(struct db_conn *c, const char *session_id, int64_t now_us)
@@ -158,11 +148,11 @@ rc_t sessions_revoke_if_active(struct db_conn *c, const char *session_id, const 
     char now[TIME_STR_MAX];
     time_format(now_us, TIME_STYLE_DB, now);
     struct db_param p[] = {DBP_T(session_id), DBP_T(now), DBP_T(reason)};
-    return update_one(c,
-                      "UPDATE sessions SET revoked_at = $2, updated_at = $2, "
-                      "revoke_reason = COALESCE($3, revoke_reason) WHERE session_id = $1 "
-                      "AND revoked_at IS NULL AND deleted_at IS NULL",
-                      3, p);
+    return db_exec_one(c,
+                       "UPDATE sessions SET revoked_at = $2, updated_at = $2, "
+                       "revoke_reason = COALESCE($3, revoke_reason) WHERE session_id = $1 "
+                       "AND revoked_at IS NULL AND deleted_at IS NULL",
+                       3, p);
 }
 
 rc_t sessions_list_page(struct db_conn *c, struct arena *a, const char *user_id,

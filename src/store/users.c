@@ -99,16 +99,6 @@ rc_t users_find_by_verify_hash_for_update(struct db_conn *c, struct arena *a, co
     return query_user(c, a, sql, hash, out);
 }
 
-static rc_t update_one(struct db_conn *c, const char *sql, int n, const struct db_param *p)
-{
-    struct db_res *r = NULL;
-    rc_t rc = db_exec(c, sql, n, p, &r);
-    if (rc == RC_OK && db_res_affected(r) == 0)
-        rc = RC_NOT_FOUND;
-    db_res_free(r);
-    return rc;
-}
-
 rc_t users_set_verify_token(struct db_conn *c, const char *id, const char *hash, int64_t expires_us,
                             int64_t now_us)
 {
@@ -116,10 +106,10 @@ rc_t users_set_verify_token(struct db_conn *c, const char *id, const char *hash,
     time_format(now_us, TIME_STYLE_DB, now);
     time_format(expires_us, TIME_STYLE_DB, exp);
     struct db_param p[] = {DBP_T(id), DBP_T(hash), DBP_T(exp), DBP_T(now)};
-    return update_one(c,
-                      "UPDATE users SET email_verify_token_hash = $2, "
-                      "email_verify_token_expires = $3, updated_at = $4 WHERE id = $1",
-                      4, p);
+    return db_exec_one(c,
+                       "UPDATE users SET email_verify_token_hash = $2, "
+                       "email_verify_token_expires = $3, updated_at = $4 WHERE id = $1",
+                       4, p);
 }
 
 rc_t users_mark_verified(struct db_conn *c, const char *id, int64_t now_us)
@@ -127,10 +117,10 @@ rc_t users_mark_verified(struct db_conn *c, const char *id, int64_t now_us)
     char now[TIME_STR_MAX];
     time_format(now_us, TIME_STYLE_DB, now);
     struct db_param p[] = {DBP_T(id), DBP_T(now)};
-    return update_one(c,
-                      "UPDATE users SET email_verified = TRUE, email_verify_token_hash = NULL, "
-                      "email_verify_token_expires = NULL, updated_at = $2 WHERE id = $1",
-                      2, p);
+    return db_exec_one(c,
+                       "UPDATE users SET email_verified = TRUE, email_verify_token_hash = NULL, "
+                       "email_verify_token_expires = NULL, updated_at = $2 WHERE id = $1",
+                       2, p);
 }
 
 rc_t users_set_password_hash(struct db_conn *c, const char *id, const char *hash, int64_t now_us)
@@ -138,8 +128,8 @@ rc_t users_set_password_hash(struct db_conn *c, const char *id, const char *hash
     char now[TIME_STR_MAX];
     time_format(now_us, TIME_STYLE_DB, now);
     struct db_param p[] = {DBP_T(id), DBP_T(hash), DBP_T(now)};
-    return update_one(c, "UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1", 3,
-                      p);
+    return db_exec_one(c, "UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1", 3,
+                       p);
 }
 
 rc_t users_set_role(struct db_conn *c, const char *id, const char *role, int64_t now_us)
@@ -147,5 +137,5 @@ rc_t users_set_role(struct db_conn *c, const char *id, const char *role, int64_t
     char now[TIME_STR_MAX];
     time_format(now_us, TIME_STYLE_DB, now);
     struct db_param p[] = {DBP_T(id), DBP_T(role), DBP_T(now)};
-    return update_one(c, "UPDATE users SET role = $2, updated_at = $3 WHERE id = $1", 3, p);
+    return db_exec_one(c, "UPDATE users SET role = $2, updated_at = $3 WHERE id = $1", 3, p);
 }

@@ -309,7 +309,7 @@ void auth_login(const struct auth_deps *d, const struct req_meta *m, const char 
         goto out;
     }
     if (rc) {
-        out->outcome = rc == RC_UNAVAILABLE ? AUTH_FAILED : AUTH_FAILED;
+        out->outcome = AUTH_FAILED;
         goto out;
     }
     if (!check_password(d, m, &u, password, out))
