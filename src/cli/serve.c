@@ -11,6 +11,7 @@
 #include "jobs/runner.h"
 #include "svc/kvpersist.h"
 #include "store/migrate.h"
+#include "svc/audit.h"
 #include "svc/keys.h"
 #include "svc/mailer.h"
 #include "svc/ratelimit.h"
@@ -136,6 +137,11 @@ int cli_serve(int argc, char **argv)
     code = migrate_at_start(cfg, app.db);
     if (code)
         goto out;
+    if (audit_writer_start(app.db) != RC_OK) {
+        fprintf(stderr, "authd: cannot start the audit writer\n");
+        code = 1;
+        goto out;
+    }
     if (kv_open(cfg->redis.url, &app.kv) != RC_OK) {
         fprintf(stderr, "authd: cannot use REDIS__URL\n");
         code = 2;
@@ -189,6 +195,7 @@ int cli_serve(int argc, char **argv)
         .allowed_hosts = (const char *const *)cfg->app.allowed_hosts.items,
         .n_allowed_hosts = cfg->app.allowed_hosts.n,
         .pre_route = api_ratelimit_hook,
+        .admin_auth = api_admin_auth,
         .app = &app,
     };
     app.http = http_server_new(&ho, routes, nroutes);
@@ -224,6 +231,7 @@ int cli_serve(int argc, char **argv)
         /* The grace period is the bound: abandon what is still running
          * (its connections close with the process) instead of waiting for
          * it in the orderly teardown below. */
+        audit_flush(app.db);
         log_shutdown();
         _exit(0);
     }
@@ -241,6 +249,7 @@ out:
     secrets_free(app.secrets);
     password_ctx_free(app.pw);
     crypto_keyed_hasher_free(app.refresh_hasher);
+    audit_writer_stop();
     kv_close(app.kv);
     db_close(app.db);
     if (code == 0 && cfg)

@@ -25,8 +25,8 @@
  * UTF-8 is decoded as Latin-1 and U+0000 becomes U+FFFD (PostgreSQL rejects
  * both and would abort the caller's transaction).
  *
- * Thread-safety: every function is reentrant; state lives in the
- * arguments. */
+ * Thread-safety: every function is reentrant. The one piece of process
+ * state is the optional group-commit writer (audit_writer_start). */
 #ifndef AUTHD_SVC_AUDIT_H
 #define AUTHD_SVC_AUDIT_H
 
@@ -90,6 +90,27 @@ void audit_write_detached(struct db *db, const struct audit_event *ev);
 /* Several events of one request in one standalone transaction (all or
  * none); failures are logged per event, never returned. */
 void audit_write_detached_many(struct db *db, const struct audit_event *const *evs, int n);
+
+/* Group commit (api-admin §9.2 lets detached rows land after the
+ * response). While a writer runs for db, audit_write_detached(_many) on db
+ * validate and copy the event in the caller, queue it and return; one
+ * thread commits everything queued within AUDIT_LINGER_MS (or
+ * AUDIT_BATCH_ROWS rows) in one transaction. A batch that fails is retried
+ * per request group; rows that still fail are logged (audit_write_failed)
+ * and dropped, as are rows beyond AUDIT_QUEUE_MAX queued (database down).
+ * A crash loses at most the rows queued in the last linger window.
+ * One writer per process: RC_INVALID if one runs or db is NULL. */
+#define AUDIT_LINGER_MS 20
+#define AUDIT_BATCH_ROWS 512
+#define AUDIT_QUEUE_MAX 100000
+rc_t audit_writer_start(struct db *db) WUR;
+/* Commits what is queued, then stops the writer (no-op without one).
+ * Call before db_close, after the last request. */
+void audit_writer_stop(void);
+/* Returns once every row queued for db before the call is committed (or
+ * dropped after failing). Readers of audit_events call it first so a client
+ * sees the rows of its earlier requests. No-op without a writer for db. */
+void audit_flush(struct db *db);
 
 /* Logs {"event":"audit_write_failed", event_type, actor_type, success,
  * error} at error level with the event's correlation id. detail (NULL ok)

@@ -114,6 +114,9 @@ def test_key_survives_restart(authd):
 
 def test_logs_never_carry_key_material(server):
     jwks(server)
+    # Log lines are buffered per thread and flushed every few milliseconds:
+    # wait for the start-up line before reading the whole output.
+    assert server.wait_for_log(lambda r: r.get("event") == "signing_key_bootstrapped")
     out = server.all_output()
     assert "PRIVATE KEY" not in out
     assert "BEGIN PUBLIC KEY" not in out
