@@ -182,10 +182,10 @@ static void resend(struct http_req *r)
 size_t api_accounts_routes(const struct http_route **out)
 {
     static const struct http_route routes[] = {
-        {HTTP_POST, "/auth/signup", signup, ROUTE_JSON_BODY},
-        {HTTP_GET, "/auth/verify-email", verify_email, 0},
-        {HTTP_POST, "/auth/verify-email/resend", resend, 0},
-        {HTTP_POST, "/auth/verify-email/resend/request", resend_request, ROUTE_JSON_BODY},
+        {HTTP_POST, "/auth/signup", signup, ROUTE_JSON_BODY, NULL},
+        {HTTP_GET, "/auth/verify-email", verify_email, 0, NULL},
+        {HTTP_POST, "/auth/verify-email/resend", resend, 0, NULL},
+        {HTTP_POST, "/auth/verify-email/resend/request", resend_request, ROUTE_JSON_BODY, NULL},
     };
     *out = routes;
     return sizeof routes / sizeof *routes;

@@ -453,11 +453,112 @@ static void validate(struct http_req *r)
 size_t api_auth_routes(const struct http_route **out)
 {
     static const struct http_route routes[] = {
-        {HTTP_POST, "/auth/login", login, ROUTE_JSON_BODY},
-        {HTTP_POST, "/auth/token", token, ROUTE_RAW_BODY},
-        {HTTP_POST, "/auth/logout", logout, ROUTE_RAW_BODY},
-        {HTTP_GET, "/auth/validate", validate, 0},
+        {HTTP_POST, "/auth/login", login, ROUTE_JSON_BODY, NULL},
+        {HTTP_POST, "/auth/token", token, ROUTE_RAW_BODY, NULL},
+        {HTTP_POST, "/auth/logout", logout, ROUTE_RAW_BODY, NULL},
+        {HTTP_GET, "/auth/validate", validate, 0, NULL},
     };
     *out = routes;
     return sizeof routes / sizeof *routes;
+}
+
+/* ---- admin principal (api-admin §2.1, api-core §10.1, decision R1) ---- */
+
+static void reply_validation(struct http_req *r, enum auth_outcome o)
+{
+    if (o == AUTH_SESSION_EXPIRED)
+        http_reply_error(r, 401, "session_expired", "Session expired.");
+    else if (o == AUTH_STORE_DOWN)
+        http_reply_error(r, 503, "session_expired", "Session backend unavailable.");
+    else if (o == AUTH_FAILED)
+        http_reply_error(r, 500, "internal_server_error", "validation failed");
+    else
+        http_reply_error(r, 401, "invalid_token", "Invalid token.");
+}
+
+static bool bootstrap_key_ok(struct http_req *r)
+{
+    const struct config *cfg = cfg_of(r);
+    if (cfg->app.environment != ENV_DEVELOPMENT || !cfg->admin_api_key || !*cfg->admin_api_key)
+        return false;
+    struct str k = str_trim(str_of(http_req_header(r, "X-Admin-API-Key")));
+    return k.len && crypto_ct_streqn(k.p, k.len, cfg->admin_api_key, strlen(cfg->admin_api_key));
+}
+
+bool api_admin_auth(struct http_req *r)
+{
+    const struct config *cfg = cfg_of(r);
+    struct api_admin *p = arena_alloc(http_req_arena(r), sizeof *p);
+    memset(p, 0, sizeof *p);
+    p->auth_time = -1;
+    /* config-ops §8: /metrics is open in development. */
+    const char *route = http_req_route(r);
+    if (route && strcmp(route, "/metrics") == 0 && cfg->app.environment == ENV_DEVELOPMENT) {
+        p->open = true;
+        http_req_set_principal(r, p);
+        return false;
+    }
+    /* Step 1: transport conflict and CSRF (unsafe methods only). */
+    enum http_method m = http_req_method(r);
+    bool unsafe = m != HTTP_GET && m != HTTP_HEAD && m != HTTP_OPTIONS;
+    if (unsafe && transport_conflict(r))
+        return true;
+    const char *access = bearer(r);
+    if (!access && cfg->browser_sessions.enabled) {
+        access = cookie_value(r, cfg->browser_sessions.access_cookie_name);
+        if (access && unsafe && !csrf_ok(r))
+            return true;
+    }
+    /* Step 2: the development bootstrap key; a wrong one is not an error. */
+    if (bootstrap_key_ok(r)) {
+        snprintf(p->sub, sizeof p->sub, "%s", API_ADMIN_BOOTSTRAP_SUB);
+        p->bootstrap = true;
+        http_req_set_principal(r, p);
+        return false;
+    }
+    /* Steps 3–4: the access token, validated like /auth/validate with every
+     * token failure collapsed into invalid_token. */
+    if (!access) {
+        http_reply_error(r, 401, "invalid_token", "Invalid token.");
+        return true;
+    }
+    struct auth_deps d = deps_of(r);
+    json_t *claims = NULL;
+    enum auth_outcome o = auth_validate(&d, access, &claims, p->session_id);
+    if (o != AUTH_OK) {
+        reply_validation(r, o);
+        return true;
+    }
+    const char *sub = json_string_value(json_object_get(claims, "sub"));
+    const char *role = json_string_value(json_object_get(claims, "role"));
+    json_t *at = json_object_get(claims, "auth_time");
+    bool uuid_sub = sub && uuid_parse(sub, strlen(sub), p->sub);
+    bool role_ok = role && crypto_ct_streqn(role, strlen(role), "admin", 5);
+    if (json_is_integer(at))
+        p->auth_time = json_integer_value(at);
+    p->email_otp_enabled = json_is_true(json_object_get(claims, "email_otp_enabled"));
+    json_decref(claims);
+    if (!uuid_sub) {
+        http_reply_error(r, 401, "invalid_token", "Invalid token.");
+        return true;
+    }
+    /* Step 5: the role claim, then the current row (a demoted, deleted or
+     * deactivated admin loses access at once). */
+    bool admin = false;
+    if (role_ok && auth_user_is_admin(&d, p->sub, &admin) != RC_OK) {
+        http_reply_error(r, 500, "internal_server_error", "role check failed");
+        return true;
+    }
+    if (!admin) {
+        http_reply_error(r, 403, "insufficient_role", "Insufficient role.");
+        return true;
+    }
+    p->actor_id = p->sub;
+    http_req_set_principal(r, p);
+    return false;
+}
+
+const struct api_admin *api_admin_of(struct http_req *r)
+{
+    return http_req_principal(r);
 }

@@ -25,9 +25,9 @@ void api_health_ready(struct http_req *r)
 size_t api_health_routes(const struct http_route **out)
 {
     static const struct http_route routes[] = {
-        {HTTP_GET, "/health/live", api_health_live, 0},
-        {HTTP_GET, "/health/ready", api_health_ready, 0},
-        {HTTP_GET, "/metrics", api_metrics, 0},
+        {HTTP_GET, "/health/live", api_health_live, 0, NULL},
+        {HTTP_GET, "/health/ready", api_health_ready, 0, NULL},
+        {HTTP_GET, "/metrics", api_metrics, ROUTE_ADMIN, NULL},
     };
     *out = routes;
     return sizeof routes / sizeof *routes;

@@ -27,7 +27,7 @@ static void api_jwks(struct http_req *r)
 size_t api_jwks_routes(const struct http_route **out)
 {
     static const struct http_route routes[] = {
-        {HTTP_GET, "/.well-known/jwks.json", api_jwks, 0},
+        {HTTP_GET, "/.well-known/jwks.json", api_jwks, 0, NULL},
     };
     *out = routes;
     return sizeof routes / sizeof *routes;

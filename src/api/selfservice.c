@@ -337,11 +337,11 @@ static void csrf(struct http_req *r)
 size_t api_self_routes(const struct http_route **out)
 {
     static const struct http_route routes[] = {
-        {HTTP_GET, "/auth/sessions", list_sessions, 0},
-        {HTTP_DELETE, "/auth/sessions", revoke_others, ROUTE_RAW_BODY},
-        {HTTP_DELETE, "/auth/sessions/{session_id}", revoke_one, ROUTE_RAW_BODY},
-        {HTTP_GET, "/auth/history", history, 0},
-        {HTTP_GET, "/auth/csrf", csrf, 0},
+        {HTTP_GET, "/auth/sessions", list_sessions, 0, NULL},
+        {HTTP_DELETE, "/auth/sessions", revoke_others, ROUTE_RAW_BODY, NULL},
+        {HTTP_DELETE, "/auth/sessions/{session_id}", revoke_one, ROUTE_RAW_BODY, NULL},
+        {HTTP_GET, "/auth/history", history, 0, NULL},
+        {HTTP_GET, "/auth/csrf", csrf, 0, NULL},
     };
     *out = routes;
     return sizeof routes / sizeof *routes;

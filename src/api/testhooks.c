@@ -44,8 +44,8 @@ void api_test_sleep(struct http_req *r)
 size_t api_test_routes(const struct http_route **out)
 {
     static const struct http_route routes[] = {
-        {HTTP_POST, "/_test/echo", api_test_echo, ROUTE_JSON_BODY},
-        {HTTP_GET, "/_test/sleep", api_test_sleep, 0},
+        {HTTP_POST, "/_test/echo", api_test_echo, ROUTE_JSON_BODY, NULL},
+        {HTTP_GET, "/_test/sleep", api_test_sleep, 0, NULL},
     };
     *out = routes;
     return sizeof routes / sizeof *routes;

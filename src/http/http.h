@@ -36,17 +36,28 @@ struct http_req;
 
 typedef void (*http_handler_fn)(struct http_req *req);
 
-/* Route policy, enforced by the dispatcher before the handler runs. */
+/* Route policy, enforced by the dispatcher before the handler runs, in
+ * this order: body rules, the route's input check, the admin principal. */
 enum route_flags {
     ROUTE_JSON_BODY = 1u << 0, /* body parsed as a JSON object per api-core §0.2 */
     ROUTE_RAW_BODY = 1u << 1,  /* body collected (limit applies), handler parses */
+    /* Admin-authenticated (api-admin §2.1 / §11): the server's admin_auth
+     * hook resolves the principal (http_req_principal) or answers. */
+    ROUTE_ADMIN = 1u << 2,
 };
+
+/* A route's input validation, run before authentication so a malformed
+ * request gets its 422 without credentials (api-core §0.3, api-admin
+ * §2.1). Returns false when it replied; parsed input goes to
+ * http_req_set_ctx. */
+typedef bool (*http_check_fn)(struct http_req *req);
 
 struct http_route {
     enum http_method method;
     const char *pattern; /* "/auth/sessions/{session_id}" */
     http_handler_fn handler;
     unsigned flags;
+    http_check_fn validate; /* NULL = none */
 };
 
 /* Optional stage-3 hook (rate limiter). Returns true when it answered. */
@@ -67,6 +78,10 @@ struct http_opts {
     const char *const *allowed_hosts;
     int n_allowed_hosts;
     http_pre_route_fn pre_route;
+    /* ROUTE_ADMIN routes: resolves the admin principal into
+     * http_req_set_principal, or answers (true) with the refusal. A table
+     * with ROUTE_ADMIN routes and no hook answers them 500. */
+    http_pre_route_fn admin_auth;
     void *app; /* handed to handlers through http_req_app */
 };
 
@@ -109,6 +124,9 @@ bool http_req_development(const struct http_req *r);
  * work (allocate it in the request arena). NULL until set. */
 void http_req_set_ctx(struct http_req *r, void *ctx);
 void *http_req_ctx(const struct http_req *r);
+/* The authenticated principal set by the admin_auth hook (NULL until). */
+void http_req_set_principal(struct http_req *r, void *principal);
+void *http_req_principal(const struct http_req *r);
 
 /* ---- responses: exactly one per request ---- */
 /* Takes ownership of body (may be NULL for an empty object). */

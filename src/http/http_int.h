@@ -52,6 +52,7 @@ struct http_req {
     bool dispatched, offloaded, replied, queued, handler_failed;
     http_handler_fn offload_work;
     void *ctx;
+    void *principal;
 
     int status;
     const char *content_type;

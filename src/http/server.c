@@ -208,6 +208,25 @@ static void dispatch(struct http_req *r)
         if (r->replied)
             return;
     }
+    if (rt->validate && !rt->validate(r)) {
+        if (!r->replied)
+            http_reply_invalid(r, "rejected");
+        return;
+    }
+    if (rt->flags & ROUTE_ADMIN) {
+        if (!s->opts.admin_auth) {
+            r->handler_failed = true;
+            http_reply_error(r, 500, "internal_server_error", "no admin authentication");
+            return;
+        }
+        if (s->opts.admin_auth(r)) {
+            if (!r->replied) {
+                r->handler_failed = true;
+                http_reply_error(r, 500, "internal_server_error", "admin check did not reply");
+            }
+            return;
+        }
+    }
     rt->handler(r);
     if (!r->replied && !r->offloaded) {
         r->handler_failed = true;

@@ -640,3 +640,21 @@ out:
         json_decref(claims);
     return res;
 }
+
+rc_t auth_user_is_admin(const struct auth_deps *d, const char *user_id, bool *out)
+{
+    *out = false;
+    struct arena *a = arena_new();
+    struct db_conn *c = NULL;
+    struct user u;
+    rc_t rc = db_acquire(d->a.db, DB_READ, &c);
+    if (rc == RC_OK)
+        rc = users_get(c, a, user_id, &u);
+    db_release(c);
+    if (rc == RC_OK)
+        *out = !u.deleted && u.is_active && strcmp(u.role, "admin") == 0;
+    else if (rc == RC_NOT_FOUND)
+        rc = RC_OK;
+    arena_free(a);
+    return rc;
+}

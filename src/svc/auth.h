@@ -62,5 +62,9 @@ void auth_logout(const struct auth_deps *d, const struct req_meta *m, const char
  * NULL) receives the verified claims and out_session_id the session. */
 enum auth_outcome auth_validate(const struct auth_deps *d, const char *access_token,
                                 json_t **out_claims, char out_session_id[37]);
+/* api-admin §2.1 step 5, decision R1: whether the user's current row
+ * exists, is active, is not deleted and has role admin (one indexed read).
+ * RC_OK with *out set; database errors otherwise (*out false). */
+rc_t auth_user_is_admin(const struct auth_deps *d, const char *user_id, bool *out) WUR;
 
 #endif
