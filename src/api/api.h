@@ -42,7 +42,13 @@ bool api_authenticate_bearer(struct http_req *r, char out_user_id[37], char out_
  * methods), then as api_authenticate_bearer. */
 bool api_authenticate_user(struct http_req *r, char out_user_id[37], char out_session_id[37]);
 
-size_t api_self_routes(const struct http_route **out); /* selfservice.c */
+size_t api_self_routes(const struct http_route **out);    /* selfservice.c */
+size_t api_apikeys_routes(const struct http_route **out); /* apikeys.c */
+size_t api_clients_routes(const struct http_route **out); /* clients.c */
+
+/* POST /auth/token with a form body: the client-credentials grant
+ * (api-core §6.4 A; clients.c). Always replies. */
+void api_token_client_credentials(struct http_req *r);
 
 /* The admin principal (api-admin §2.1; api-core §10.1; decision R1),
  * resolved by api_admin_auth — the server's admin_auth hook for every

@@ -252,7 +252,7 @@ static bool ci_contains(const char *hay, const char *needle)
     return false;
 }
 
-/* ---- token (refresh grant; client_credentials arrives with M2M clients) ---- */
+/* ---- token (refresh grants; client_credentials lives in clients.c) ---- */
 
 static void refresh_work(struct http_req *r)
 {
@@ -269,8 +269,7 @@ static void token(struct http_req *r)
 {
     const char *ct = http_req_header(r, "Content-Type");
     if (ct && ci_contains(ct, "application/x-www-form-urlencoded")) {
-        /* §6.4 A: the client-credentials grant is not available yet. */
-        http_reply_error(r, 400, "invalid_credentials", "Unsupported grant type.");
+        api_token_client_credentials(r); /* §6.4 A (clients.c) */
         return;
     }
     struct login_input *in = arena_zalloc(http_req_arena(r), sizeof *in);

@@ -10,7 +10,8 @@
 typedef size_t (*family_fn)(const struct http_route **out);
 
 static const family_fn families[] = {api_health_routes, api_jwks_routes, api_accounts_routes,
-                                     api_auth_routes, api_self_routes};
+                                     api_auth_routes,   api_self_routes, api_apikeys_routes,
+                                     api_clients_routes};
 
 static struct http_route *table;
 static size_t n_base, n_all;
