@@ -203,6 +203,25 @@ rc_t kv_window_hit(struct kv *kv, const char *key, int64_t now_ms, int64_t windo
                                out_retry_after_ms);
 }
 
+rc_t kv_set_add(struct kv *kv, const char *key, const char *member, int64_t ttl_ms, bool approx,
+                int64_t *out_card)
+{
+    *out_card = 0;
+    size_t klen = key_len(key);
+    if (!klen || !member || strlen(member) > KV_VAL_MAX || ttl_ms > KV_TTL_MAX_MS)
+        return RC_INVALID;
+    return kv->ops->set_add(kv, key, klen, member, ttl_ms, approx, out_card);
+}
+
+rc_t kv_set_has(struct kv *kv, const char *key, const char *member, bool *out)
+{
+    *out = false;
+    size_t klen = key_len(key);
+    if (!klen || !member || strlen(member) > KV_VAL_MAX)
+        return RC_INVALID;
+    return kv->ops->set_has(kv, key, klen, member, out);
+}
+
 rc_t kv_ping(struct kv *kv)
 {
     return kv->ops->ping(kv);

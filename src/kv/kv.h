@@ -31,6 +31,7 @@ struct kv;
 #define KV_TTL_MAX_MS (100LL * 365 * 86400 * 1000) /* ttl_ms and window_ms */
 #define KV_WINDOW_LIMIT_MAX 100000
 #define KV_TIME_MAX_MS (1LL << 53)
+#define KV_SET_MAX 4096 /* members of one in-process set */
 
 enum kv_ttl_mode {
     KV_TTL_ON_CREATE, /* INCR sets the TTL only when the result is 1 */
@@ -85,6 +86,21 @@ rc_t kv_ttl(struct kv *kv, const char *key, int64_t *out_ms) WUR;
  * A log never holds more than the largest limit used with its key. */
 rc_t kv_window_hit(struct kv *kv, const char *key, int64_t now_ms, int64_t window_ms, int64_t limit,
                    bool *out_allowed, int64_t *out_retry_after_ms) WUR;
+
+/* Sets of strings (data-model §10.3). kv_set_add adds member to the set at
+ * key and re-applies ttl_ms to the whole set (<= 0: leaves its TTL), in one
+ * atomic step; *out_card is the number of distinct members afterwards.
+ * approx selects a HyperLogLog on Redis (PFADD/PFCOUNT: a distinct count
+ * within ~1%, members not retrievable, so kv_set_has does not apply to
+ * it). The in-process store keeps an exact set either way, of at most
+ * KV_SET_MAX members: further new members are counted as absent and not
+ * stored (a flood cannot grow it without bound). Not for keys under
+ * write-through persistence. RC_CONFLICT when key holds another kind. */
+rc_t kv_set_add(struct kv *kv, const char *key, const char *member, int64_t ttl_ms, bool approx,
+                int64_t *out_card) WUR;
+/* Membership in a set written by kv_set_add(approx=false); an absent key
+ * is an empty set. */
+rc_t kv_set_has(struct kv *kv, const char *key, const char *member, bool *out) WUR;
 
 /* Write-through persistence for the in-process store (data-model §10.7):
  * keys starting with one of `prefixes` survive a restart because every

@@ -6,7 +6,8 @@
  * strings within KV_KEY_MAX / KV_VAL_MAX, klen == strlen(key),
  * ttl_ms <= KV_TTL_MAX_MS (<= 0 meaning "no expiry"), and for window_hit
  * 0 <= now_ms <= KV_TIME_MAX_MS, 1 <= window_ms <= KV_TTL_MAX_MS,
- * 1 <= limit <= KV_WINDOW_LIMIT_MAX. Each backend struct embeds struct kv
+ * 1 <= limit <= KV_WINDOW_LIMIT_MAX, and set members are non-NULL strings
+ * within KV_VAL_MAX. Each backend struct embeds struct kv
  * as its first member. */
 #ifndef AUTHD_KV_KV_INT_H
 #define AUTHD_KV_KV_INT_H
@@ -48,6 +49,9 @@ struct kv_ops {
     rc_t (*window_hit)(struct kv *kv, const char *key, size_t klen, int64_t now_ms,
                        int64_t window_ms, int64_t limit, bool *out_allowed,
                        int64_t *out_retry_after_ms);
+    rc_t (*set_add)(struct kv *kv, const char *key, size_t klen, const char *member, int64_t ttl_ms,
+                    bool approx, int64_t *out_card);
+    rc_t (*set_has)(struct kv *kv, const char *key, size_t klen, const char *member, bool *out);
     rc_t (*ping)(struct kv *kv);
     int (*sweep)(struct kv *kv);
 };

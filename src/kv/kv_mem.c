@@ -12,6 +12,8 @@
  *   they walk over, and kv_sweep drops the rest.
  * - A window log is a sorted array of timestamps; it only grows when a hit
  *   is accepted, which needs n < limit, so n <= the largest limit used.
+ * - A set holds at most KV_SET_MAX members, found by a linear scan of their
+ *   SipHash values (sets here are per-user and small).
  * - Values may be secrets: they are wiped when freed. */
 #include "kv/kv_int.h"
 
@@ -26,7 +28,13 @@
 #include "util/timeutil.h"
 #include "util/uuid.h"
 
-enum ent_type { ENT_STR, ENT_LOG };
+enum ent_type { ENT_STR, ENT_LOG, ENT_SET };
+
+struct member {
+    uint64_t hash;
+    char *p; /* owned, NUL-terminated */
+    size_t len;
+};
 
 struct ent {
     struct ent *next;
@@ -42,6 +50,10 @@ struct ent {
             int64_t *ts; /* owned, ascending */
             size_t n, cap;
         } log;
+        struct {
+            struct member *m; /* owned, unordered; found by hash then bytes */
+            size_t n, cap;
+        } set;
     } u;
     size_t klen;
     char key[]; /* klen bytes + NUL */
@@ -143,10 +155,15 @@ static void ent_free(struct ent *e)
 {
     if (!e)
         return;
-    if (e->type == ENT_STR)
+    if (e->type == ENT_STR) {
         xfree_secret(e->u.str.p, e->u.str.len);
-    else
+    } else if (e->type == ENT_SET) {
+        for (size_t i = 0; i < e->u.set.n; i++)
+            free(e->u.set.m[i].p);
+        free(e->u.set.m);
+    } else {
         free(e->u.log.ts);
+    }
     free(e);
 }
 
@@ -455,6 +472,75 @@ static rc_t mem_window_hit(struct kv *kv, const char *key, size_t klen, int64_t 
     return rc;
 }
 
+static bool set_find(const struct ent *e, uint64_t mh, const char *member, size_t mlen)
+{
+    for (size_t i = 0; i < e->u.set.n; i++) {
+        const struct member *x = &e->u.set.m[i];
+        if (x->hash == mh && x->len == mlen && memcmp(x->p, member, mlen) == 0)
+            return true;
+    }
+    return false;
+}
+
+static rc_t mem_set_add(struct kv *kv, const char *key, size_t klen, const char *member,
+                        int64_t ttl_ms, bool approx, int64_t *out_card)
+{
+    (void)approx; /* exact here */
+    struct kv_mem *m = (struct kv_mem *)kv;
+    uint64_t h = siphash(m->seed, key, klen);
+    size_t mlen = strlen(member);
+    uint64_t mh = siphash(m->seed, member, mlen);
+    char *copy = xstrndup(member, mlen);
+    int64_t now = time_mono_us();
+    struct ent *dead = NULL;
+    rc_t rc = RC_OK;
+    struct ent **pp = lock_find(m, h, key, klen, now, &dead);
+    if (!*pp) {
+        struct ent *e = xcalloc(1, sizeof *e + klen + 1);
+        e->hash = h;
+        e->type = ENT_SET;
+        e->klen = klen;
+        memcpy(e->key, key, klen);
+        link_new(m, h, pp, e);
+    }
+    struct ent *e = *pp;
+    if (e->type != ENT_SET) {
+        rc = RC_CONFLICT;
+    } else {
+        if (!set_find(e, mh, member, mlen) && e->u.set.n < KV_SET_MAX) {
+            if (e->u.set.n == e->u.set.cap) {
+                e->u.set.cap = e->u.set.cap ? e->u.set.cap * 2 : 4;
+                e->u.set.m = xrealloc(e->u.set.m, e->u.set.cap * sizeof *e->u.set.m);
+            }
+            e->u.set.m[e->u.set.n++] = (struct member){mh, copy, mlen};
+            copy = NULL;
+        }
+        if (ttl_ms > 0)
+            e->expires_us = expiry_for(now, ttl_ms);
+        *out_card = (int64_t)e->u.set.n;
+    }
+    unlock_free(m, h, dead);
+    free(copy);
+    return rc;
+}
+
+static rc_t mem_set_has(struct kv *kv, const char *key, size_t klen, const char *member, bool *out)
+{
+    struct kv_mem *m = (struct kv_mem *)kv;
+    uint64_t h = siphash(m->seed, key, klen);
+    size_t mlen = strlen(member);
+    uint64_t mh = siphash(m->seed, member, mlen);
+    struct ent *dead = NULL;
+    rc_t rc = RC_OK;
+    struct ent **pp = lock_find(m, h, key, klen, time_mono_us(), &dead);
+    if (*pp && (*pp)->type != ENT_SET)
+        rc = RC_CONFLICT;
+    else if (*pp)
+        *out = set_find(*pp, mh, member, mlen);
+    unlock_free(m, h, dead);
+    return rc;
+}
+
 static rc_t mem_ping(struct kv *kv)
 {
     (void)kv;
@@ -515,6 +601,8 @@ static const struct kv_ops mem_ops = {
     .incr = mem_incr,
     .ttl = mem_ttl,
     .window_hit = mem_window_hit,
+    .set_add = mem_set_add,
+    .set_has = mem_set_has,
     .ping = mem_ping,
     .sweep = mem_sweep,
 };

@@ -36,7 +36,14 @@
 #include "util/mem.h"
 #include "util/uuid.h"
 
-enum script_id { SCRIPT_GETDEL, SCRIPT_INCR, SCRIPT_WINDOW, SCRIPT_COUNT };
+enum script_id {
+    SCRIPT_GETDEL,
+    SCRIPT_INCR,
+    SCRIPT_WINDOW,
+    SCRIPT_SADD,
+    SCRIPT_PFADD,
+    SCRIPT_COUNT
+};
 
 /* KEYS[1] = key. GETDEL is Redis >= 6.2, so emulate it. */
 static const char *const script_src[SCRIPT_COUNT] = {
@@ -59,6 +66,13 @@ static const char *const script_src[SCRIPT_COUNT] = {
                       "redis.call('ZADD', KEYS[1], ARGV[2], ARGV[4])\n"
                       "redis.call('PEXPIRE', KEYS[1], ARGV[5])\n"
                       "return {1, '0'}\n",
+    /* ARGV: member, ttl_ms ("0" = leave the TTL alone). */
+    [SCRIPT_SADD] = "redis.call('SADD', KEYS[1], ARGV[1])\n"
+                    "if ARGV[2] ~= '0' then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end\n"
+                    "return redis.call('SCARD', KEYS[1])\n",
+    [SCRIPT_PFADD] = "redis.call('PFADD', KEYS[1], ARGV[1])\n"
+                     "if ARGV[2] ~= '0' then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end\n"
+                     "return redis.call('PFCOUNT', KEYS[1])\n",
 };
 
 #define SHA_HEX 40
@@ -623,6 +637,42 @@ static rc_t redis_window_hit(struct kv *kv, const char *key, size_t klen, int64_
     return rc;
 }
 
+static rc_t redis_set_add(struct kv *kv, const char *key, size_t klen, const char *member,
+                          int64_t ttl_ms, bool approx, int64_t *out_card)
+{
+    (void)klen;
+    char ttl[24];
+    snprintf(ttl, sizeof ttl, "%lld", (long long)(ttl_ms > 0 ? ttl_ms : 0));
+    const char *args[] = {member, ttl};
+    redisReply *rep;
+    rc_t rc =
+        call_script((struct kv_redis *)kv, approx ? SCRIPT_PFADD : SCRIPT_SADD, key, 2, args, &rep);
+    if (rc)
+        return rc;
+    if (rep->type == REDIS_REPLY_INTEGER)
+        *out_card = rep->integer;
+    else
+        rc = unexpected(rep);
+    freeReplyObject(rep);
+    return rc;
+}
+
+static rc_t redis_set_has(struct kv *kv, const char *key, size_t klen, const char *member,
+                          bool *out)
+{
+    (void)klen;
+    redisReply *rep;
+    rc_t rc = call((struct kv_redis *)kv, 3, (const char *[]){"SISMEMBER", key, member}, &rep);
+    if (rc)
+        return rc;
+    if (rep->type == REDIS_REPLY_INTEGER)
+        *out = rep->integer == 1;
+    else
+        rc = unexpected(rep);
+    freeReplyObject(rep);
+    return rc;
+}
+
 static rc_t redis_ping(struct kv *kv)
 {
     redisReply *rep;
@@ -668,6 +718,8 @@ static const struct kv_ops redis_ops = {
     .incr = redis_incr,
     .ttl = redis_ttl,
     .window_hit = redis_window_hit,
+    .set_add = redis_set_add,
+    .set_has = redis_set_has,
     .ping = redis_ping,
     .sweep = redis_sweep,
 };

@@ -1,23 +1,16 @@
 /* Brute-force protection per account (see lockout.h; api-core §12,
- * data-model §10.3).
- *
- * Sets without a set type: the distinct-IP detector gives each (user, IP)
- * a marker created with set-if-absent (TTL = window); only the caller that
- * creates it adds one entry to a sliding log over the same window. Marker
- * and entry are born together and expire together, so the log holds one
- * entry per distinct IP that failed within the window, and the log's limit
- * check answers "is this the N-th distinct IP" atomically. The seen sets
- * are one key per member. Stateless: every function takes the store. */
+ * data-model §10.3). The key layout is the contract's, so operators and
+ * migration tools see the same keys on Redis. Stateless: every function
+ * takes the store. */
 #include "svc/lockout.h"
-#include "crypto/enc.h"
+#include "util/mem.h"
 #include "util/str.h"
-#include "util/timeutil.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* "seen_agents:" + uid + ":" + 64 hex, and the IPv6 forms, fit easily. */
+/* "distributed_attack:" / "seen_agents:" + uid fit easily. */
 #define KEY_MAX (LOCKOUT_USER_ID_MAX + 128)
 #define IP_MAX 64
 
@@ -74,25 +67,17 @@ rc_t lockout_check(struct kv *kv, const char *user_id, bool *out_locked, int64_t
     return flag_ttl(kv, key, LOCKOUT_MAX_S, out_locked, out_retry_after_s);
 }
 
-/* Adds ip to the user's distinct-IP window; *out_fired when it is the
- * LOCKOUT_DISTRIBUTED_IPS-th distinct IP (or later) within the window. */
+/* Adds ip to the user's distinct-IP set (a HyperLogLog on Redis, data-model
+ * §10.3) and re-arms its 300 s expiry; *out_fired once it holds
+ * LOCKOUT_DISTRIBUTED_IPS or more. */
 static rc_t distributed_hit(struct kv *kv, const char *uid, const char *ip, bool *out_fired)
 {
-    char marker[KEY_MAX], log[KEY_MAX];
-    snprintf(marker, sizeof marker, "distributed_attack:%s:%s", uid, ip);
-    snprintf(log, sizeof log, "distributed_attack:%s", uid);
-    bool created = false;
-    rc_t rc = kv_set_nx(kv, marker, "1", LOCKOUT_DISTRIBUTED_WINDOW_S * 1000LL, &created);
-    if (rc != RC_OK || !created)
-        return rc;
-    /* With limit N-1 the window refuses exactly when N-1 other distinct IPs
-     * are already in it, i.e. when this one is the N-th. */
-    bool allowed = true;
-    int64_t retry_ms;
-    rc = kv_window_hit(kv, log, time_now_us() / 1000, LOCKOUT_DISTRIBUTED_WINDOW_S * 1000LL,
-                       LOCKOUT_DISTRIBUTED_IPS - 1, &allowed, &retry_ms);
+    char key[KEY_MAX];
+    snprintf(key, sizeof key, "distributed_attack:%s", uid);
+    int64_t n = 0;
+    rc_t rc = kv_set_add(kv, key, ip, LOCKOUT_DISTRIBUTED_WINDOW_S * 1000LL, true, &n);
     if (rc == RC_OK)
-        *out_fired = !allowed;
+        *out_fired = n >= LOCKOUT_DISTRIBUTED_IPS;
     return rc;
 }
 
@@ -132,27 +117,30 @@ rc_t lockout_record_failure(struct kv *kv, const char *user_id, const char *clie
     return RC_OK;
 }
 
-static rc_t is_absent(struct kv *kv, const char *key, bool *out_absent)
+/* The trimmed user agent; "" when there is none (it never counts as new). */
+static struct str agent_of(const char *ua)
 {
-    int64_t ms;
-    rc_t rc = kv_ttl(kv, key, &ms);
-    *out_absent = rc == RC_OK && ms == -2;
+    return str_trim(str_of(ua));
+}
+
+/* Whether member is absent from the set at "<prefix><uid>". */
+static rc_t is_new(struct kv *kv, const char *prefix, const char *uid, const char *member,
+                   bool *out_new)
+{
+    char key[KEY_MAX];
+    snprintf(key, sizeof key, "%s%s", prefix, uid);
+    bool seen = false;
+    rc_t rc = kv_set_has(kv, key, member, &seen);
+    *out_new = rc == RC_OK && !seen;
     return rc;
 }
 
-/* Marker keys of the seen sets; "" when the value does not count. */
-static void seen_keys(const char *uid, const char *ip, const char *ua, char ip_key[KEY_MAX],
-                      char ua_key[KEY_MAX])
+static rc_t remember(struct kv *kv, const char *prefix, const char *uid, const char *member)
 {
-    ip_key[0] = ua_key[0] = '\0';
-    if (ip_known(ip))
-        snprintf(ip_key, KEY_MAX, "seen_ips:%s:%s", uid, ip);
-    struct str t = str_trim(str_of(ua));
-    if (t.len) {
-        char hex[CRYPTO_SHA256_HEX_LEN + 1];
-        crypto_sha256_hex(t.p, t.len, hex);
-        snprintf(ua_key, KEY_MAX, "seen_agents:%s:%s", uid, hex);
-    }
+    char key[KEY_MAX];
+    snprintf(key, sizeof key, "%s%s", prefix, uid);
+    int64_t n;
+    return kv_set_add(kv, key, member, LOCKOUT_SEEN_TTL_S * 1000LL, false, &n);
 }
 
 static rc_t read_prior(struct kv *kv, const char *key, int64_t *out)
@@ -171,23 +159,26 @@ rc_t lockout_record_success(struct kv *kv, const char *user_id, const char *clie
     memset(out, 0, sizeof *out);
     if (!uid_ok(user_id))
         return RC_INVALID;
-    char counter[KEY_MAX], lock[KEY_MAX], ip_key[KEY_MAX], ua_key[KEY_MAX];
+    char counter[KEY_MAX], lock[KEY_MAX];
     snprintf(counter, sizeof counter, "failed_attempts:%s", user_id);
     snprintf(lock, sizeof lock, "lockout:%s", user_id);
-    seen_keys(user_id, client_ip, user_agent, ip_key, ua_key);
+    bool ip = ip_known(client_ip);
+    struct str t = agent_of(user_agent);
+    char *agent = t.len ? xstrndup(t.p, t.len) : NULL;
     rc_t rc = read_prior(kv, counter, &out->prior_failures);
-    if (rc == RC_OK && ip_key[0])
-        rc = is_absent(kv, ip_key, &out->new_ip);
-    if (rc == RC_OK && ua_key[0])
-        rc = is_absent(kv, ua_key, &out->new_user_agent);
+    if (rc == RC_OK && ip)
+        rc = is_new(kv, "seen_ips:", user_id, client_ip, &out->new_ip);
+    if (rc == RC_OK && agent)
+        rc = is_new(kv, "seen_agents:", user_id, agent, &out->new_user_agent);
     if (rc == RC_OK)
         rc = kv_del(kv, counter);
     if (rc == RC_OK)
         rc = kv_del(kv, lock);
-    if (rc == RC_OK && ip_key[0])
-        rc = kv_set(kv, ip_key, "1", LOCKOUT_SEEN_TTL_S * 1000LL);
-    if (rc == RC_OK && ua_key[0])
-        rc = kv_set(kv, ua_key, "1", LOCKOUT_SEEN_TTL_S * 1000LL);
+    if (rc == RC_OK && ip)
+        rc = remember(kv, "seen_ips:", user_id, client_ip);
+    if (rc == RC_OK && agent)
+        rc = remember(kv, "seen_agents:", user_id, agent);
+    free(agent);
     if (rc != RC_OK) {
         memset(out, 0, sizeof *out);
         return rc;

@@ -13,16 +13,12 @@
  *
  *   failed_attempts:<uid>             counter, TTL 3600 s re-applied per failure
  *   lockout:<uid>                     "1", TTL = lock duration (overwritten)
- *   distributed_attack:<uid>          window log of first-seen failing IPs, 300 s
- *   distributed_attack:<uid>:<ip>     "1", TTL 300 s from that IP's first failure
- *   seen_ips:<uid>:<ip>               "1", TTL 30 days re-applied per success
- *   seen_agents:<uid>:<sha256hex(ua)> "1", TTL 30 days re-applied per success
+ *   distributed_attack:<uid>          distinct failing IPs (HyperLogLog on Redis),
+ *                                     TTL 300 s re-applied per failure
+ *   seen_ips:<uid>                    set of canonical IPs, TTL 30 days re-applied
+ *   seen_agents:<uid>                 set of trimmed UAs, TTL 30 days re-applied
  *   otp_failed:<uid>                  counter, TTL 3600 s from the first failure
  *   otp_issuance_blocked:<uid>        "1", TTL 900 s, set only if absent
- *
- * The sets of data-model §10.3 (distinct-IP HyperLogLog, seen sets) are
- * built from one key per member because the KV API has no set type; see
- * docs/abuse-controls.md for what that changes.
  *
  * Errors: RC_INVALID for a NULL/empty user id or one over LOCKOUT_USER_ID_MAX
  * bytes; otherwise the store's rc, normally RC_UNAVAILABLE when Redis is

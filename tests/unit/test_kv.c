@@ -713,6 +713,78 @@ static void test_wrong_type(void **state)
     assert_ok(kv_del(f->kv, k));
 }
 
+/* Sets (data-model §10.3): add re-arms the TTL of the whole set, counts
+ * distinct members, membership works; approx counts on both backends. */
+static void test_sets(void **state)
+{
+    struct fx *f = *state;
+    char k[96], h[96], s[96], *v = NULL;
+    int64_t n = -1, ttl;
+    bool has = true;
+    mk(f, k, sizeof k, "set");
+    assert_ok(kv_set_has(f->kv, k, "a", &has));
+    assert_false(has); /* absent key = empty set */
+    assert_ok(kv_set_add(f->kv, k, "a", 60000, false, &n));
+    assert_int_equal(n, 1);
+    assert_ok(kv_set_add(f->kv, k, "a", 60000, false, &n));
+    assert_int_equal(n, 1);
+    assert_ok(kv_set_add(f->kv, k, "Mozilla/5.0 (X11; Linux) \xc3\xa9", 120000, false, &n));
+    assert_int_equal(n, 2);
+    assert_ok(kv_set_has(f->kv, k, "a", &has));
+    assert_true(has);
+    assert_ok(kv_set_has(f->kv, k, "Mozilla/5.0 (X11; Linux) \xc3\xa9", &has));
+    assert_true(has);
+    assert_ok(kv_set_has(f->kv, k, "A", &has));
+    assert_false(has); /* byte-exact */
+    assert_ok(kv_ttl(f->kv, k, &ttl));
+    assert_true(ttl > 60000 && ttl <= 120000);          /* re-armed by the last add */
+    assert_ok(kv_set_add(f->kv, k, "b", 0, false, &n)); /* ttl 0 leaves it */
+    assert_ok(kv_ttl(f->kv, k, &ttl));
+    assert_true(ttl > 60000 && ttl <= 120000);
+    /* Expiry drops the whole set. */
+    assert_ok(kv_set_add(f->kv, k, "c", 50, false, &n));
+    assert_int_equal(n, 4);
+    sleep_ms(120);
+    assert_ok(kv_set_has(f->kv, k, "a", &has));
+    assert_false(has);
+    assert_ok(kv_set_add(f->kv, k, "z", 60000, false, &n));
+    assert_int_equal(n, 1);
+    /* Wrong kinds. */
+    assert_int_equal(kv_get(f->kv, k, &v), RC_CONFLICT);
+    mk(f, s, sizeof s, "str");
+    assert_ok(kv_set(f->kv, s, "x", 0));
+    assert_int_equal(kv_set_add(f->kv, s, "m", 0, false, &n), RC_CONFLICT);
+    assert_int_equal(kv_set_has(f->kv, s, "m", &has), RC_CONFLICT);
+    assert_int_equal(kv_set_add(f->kv, NULL, "m", 0, false, &n), RC_INVALID);
+    assert_int_equal(kv_set_add(f->kv, k, NULL, 0, false, &n), RC_INVALID);
+    /* Distinct counting (HyperLogLog on Redis: exact for small sets). */
+    mk(f, h, sizeof h, "hll");
+    for (int i = 0; i < 12; i++) {
+        char ip[32];
+        snprintf(ip, sizeof ip, "198.51.100.%d", i % 10);
+        assert_ok(kv_set_add(f->kv, h, ip, 300000, true, &n));
+    }
+    assert_int_equal(n, 10);
+    assert_ok(kv_ttl(f->kv, h, &ttl));
+    assert_true(ttl > 290000 && ttl <= 300000);
+    assert_ok(kv_del(f->kv, h));
+    assert_ok(kv_del(f->kv, k));
+    /* The in-process set is capped: a flood cannot grow it without bound. */
+    if (!kv_is_shared(f->kv)) {
+        for (int i = 0; i < KV_SET_MAX + 50; i++) {
+            char m[32];
+            snprintf(m, sizeof m, "m%d", i);
+            assert_ok(kv_set_add(f->kv, k, m, 60000, false, &n));
+        }
+        assert_int_equal(n, KV_SET_MAX);
+        assert_ok(kv_set_has(f->kv, k, "m0", &has));
+        assert_true(has);
+        assert_ok(kv_set_has(f->kv, k, "m4120", &has));
+        assert_false(has);
+        assert_ok(kv_del(f->kv, k));
+    }
+}
+
 static void test_invalid_args(void **state)
 {
     struct fx *f = *state;
@@ -1066,6 +1138,7 @@ static void test_redis_unreachable(void **state)
         cmocka_unit_test_setup(test_window_expiry, per_test_setup),                                \
         cmocka_unit_test_setup(test_window_concurrent, per_test_setup),                            \
         cmocka_unit_test_setup(test_wrong_type, per_test_setup),                                   \
+        cmocka_unit_test_setup(test_sets, per_test_setup),                                         \
         cmocka_unit_test_setup(test_invalid_args, per_test_setup),                                 \
         cmocka_unit_test_setup(test_many_keys, per_test_setup),                                    \
         cmocka_unit_test_setup(test_sweep, per_test_setup)
