@@ -392,6 +392,12 @@ class Authd:
     def post(self, path: str, **kw) -> httpx.Response:
         return self.client.post(path, **kw)
 
+    def delete(self, path: str, **kw) -> httpx.Response:
+        return self.client.request("DELETE", path, **kw)
+
+    def patch(self, path: str, **kw) -> httpx.Response:
+        return self.client.request("PATCH", path, **kw)
+
     def raw(self, data: bytes | list[bytes], timeout: float = 15) -> "RawResponse | None":
         return raw_request(LOOPBACK, self.port, data, timeout=timeout)
 
