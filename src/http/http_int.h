@@ -27,6 +27,7 @@ struct http_server {
     int n_allowed;
     bool allow_all;
     struct MHD_Daemon *daemon;
+    MHD_socket quiesced_fd; /* listen socket after quiesce, closed at free */
     int port;
     http_metrics_extra_fn extra;
     void *extra_ctx;

@@ -335,6 +335,7 @@ struct http_server *http_server_new(const struct http_opts *opts, const struct h
                                     size_t nroutes)
 {
     struct http_server *s = xcalloc(1, sizeof *s);
+    s->quiesced_fd = MHD_INVALID_SOCKET;
     s->opts = *opts;
     s->routes = routes;
     s->nroutes = nroutes;
@@ -414,9 +415,12 @@ void http_server_quiesce(struct http_server *s)
 {
     if (!s->daemon)
         return;
-    MHD_socket fd = MHD_quiesce_daemon(s->daemon);
-    if (fd != MHD_INVALID_SOCKET)
-        close(fd);
+    /* The pool threads drop the listen socket from their epoll sets
+     * asynchronously after this call; closing it now made a thread's
+     * EPOLL_CTL_DEL fail with EBADF, which libmicrohttpd treats as fatal.
+     * Keep it until the daemon has stopped. */
+    if (s->quiesced_fd == MHD_INVALID_SOCKET)
+        s->quiesced_fd = MHD_quiesce_daemon(s->daemon);
 }
 
 int http_server_inflight(const struct http_server *s)
@@ -430,6 +434,8 @@ void http_server_free(struct http_server *s)
         return;
     if (s->daemon)
         MHD_stop_daemon(s->daemon);
+    if (s->quiesced_fd != MHD_INVALID_SOCKET)
+        close(s->quiesced_fd);
     metrics_free(s->metrics);
     cidrset_free(s->trusted);
     router_free(s->router);

@@ -31,7 +31,12 @@ void time_format(int64_t us, enum time_style style, char out[TIME_STR_MAX])
     time_t t = (time_t)sec;
     struct tm tm;
     gmtime_r(&t, &tm);
-    int n = (int)strftime(out, TIME_STR_MAX, "%Y-%m-%dT%H:%M:%S", &tm);
+    /* Four-digit years like ISO 8601 / Python's isoformat (strftime's %Y
+     * writes year 1 as "1", which no parser here reads back). */
+    int n = snprintf(out, TIME_STR_MAX, "%04d-%02d-%02dT%02d:%02d:%02d", tm.tm_year + 1900,
+                     tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    if (n < 0 || n >= TIME_STR_MAX)
+        n = 0;
     const char *zone = (style == TIME_STYLE_Z || style == TIME_STYLE_DB) ? "Z" : "+00:00";
     bool fixed = style == TIME_STYLE_DB || style == TIME_STYLE_LOG;
     if (fixed || frac)

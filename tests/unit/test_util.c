@@ -107,6 +107,13 @@ static void test_time_formats(void **st)
     assert_string_equal(out, "2026-04-16T09:00:00.000000Z");
     time_format(t + 7, TIME_STYLE_LOG, out);
     assert_string_equal(out, "2026-04-16T09:00:00.000007+00:00");
+    /* Years below 1000 keep four digits and read back. */
+    int64_t y1 = -62135596800LL * 1000000; /* 0001-01-01T00:00:00Z */
+    time_format(y1, TIME_STYLE_Z, out);
+    assert_string_equal(out, "0001-01-01T00:00:00Z");
+    int64_t rt;
+    assert_true(time_parse(out, &rt));
+    assert_true(rt == y1);
 
     int64_t back;
     assert_true(time_parse("2026-04-16T09:00:00.000000Z", &back));
