@@ -467,6 +467,8 @@ struct audit_writer {
     uint64_t enqueued, written; /* items ever queued / ever finished */
     int flush_waiters, next_group;
     bool stop;
+    uint64_t dropped;       /* rows refused since the last summary line */
+    int64_t dropped_log_us; /* when that line was written */
 };
 
 static _Atomic(struct audit_writer *) g_writer;
@@ -562,6 +564,19 @@ static void *writer_main(void *arg)
         pthread_mutex_lock(&w->mu);
         w->written += n;
         pthread_cond_broadcast(&w->done);
+        /* Overload drops are summarised (one line a second at most): a
+         * line per dropped row would turn an audit backlog into a log
+         * flood. */
+        int64_t now = time_mono_us();
+        if (w->dropped && now - w->dropped_log_us >= 1000000) {
+            struct log_line l;
+            log_begin(&l, LOG_ERROR, "audit_rows_dropped", NULL);
+            log_int(&l, "count", (int64_t)w->dropped);
+            log_int(&l, "queue_max", AUDIT_QUEUE_MAX);
+            log_end(&l);
+            w->dropped = 0;
+            w->dropped_log_us = now;
+        }
     }
     pthread_mutex_unlock(&w->mu);
     return NULL;
@@ -654,10 +669,10 @@ static bool enqueue(struct db *db, const struct audit_event *const *evs, int n)
         return true;
     pthread_mutex_lock(&w->mu);
     if (w->queued + (size_t)count > AUDIT_QUEUE_MAX) {
+        w->dropped += (uint64_t)count;
         pthread_mutex_unlock(&w->mu);
         for (struct aq_item *it = first; it;) {
             struct aq_item *next = it->next;
-            item_log_failed(it, RC_BUSY, "audit queue full");
             prep_free(&it->p);
             free(it->corr_raw);
             free(it);

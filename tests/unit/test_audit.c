@@ -1195,6 +1195,35 @@ static void test_detached_no_connection_sqlite(void **state)
     assert_int_equal(count_rows(f->db, NULL), 0);
 }
 
+/* SQLite: while the writer cannot commit (this thread holds the one write
+ * slot) the queue fills; rows past AUDIT_QUEUE_MAX are dropped and counted
+ * in one summary line, not one line each; the queued ones land later. */
+static void test_group_commit_overload_sqlite(void **state)
+{
+    struct fx *f = *state;
+    struct db_conn *held = NULL;
+    assert_ok(db_acquire(f->db, DB_WRITE, &held));
+    assert_ok(audit_writer_start(f->db));
+    struct audit_event ev = {
+        .event_type = "api_key.used", .actor_type = AUDIT_ACTOR_SERVICE, .success = true};
+    log_reset();
+    const int n = 2 * AUDIT_QUEUE_MAX;
+    for (int i = 0; i < n; i++)
+        audit_write_detached(f->db, &ev);
+    db_release(held);
+    audit_flush(f->db);
+    audit_writer_stop();
+    assert_null(log_find("audit_write_failed"));
+    json_t *l = log_find("audit_rows_dropped");
+    assert_non_null(l);
+    /* The writer took a first batch off the queue before it blocked; of
+     * the rest, what did not fit in AUDIT_QUEUE_MAX was refused. */
+    json_int_t dropped = json_integer_value(json_object_get(l, "count"));
+    assert_true(dropped >= 1 && dropped <= n - AUDIT_QUEUE_MAX);
+    json_decref(l);
+    assert_int_equal(count_rows(f->db, "api_key.used"), n - dropped);
+}
+
 /* PostgreSQL down: logged and dropped; works again after the restart. */
 static void test_detached_server_down_pg(void **state)
 {
@@ -1521,6 +1550,8 @@ int main(void)
     const struct CMUnitTest sqlite[] = {
         SHARED(sqlite_setup),
         cmocka_unit_test_setup_teardown(test_detached_no_connection_sqlite, sqlite_setup,
+                                        fx_teardown),
+        cmocka_unit_test_setup_teardown(test_group_commit_overload_sqlite, sqlite_setup,
                                         fx_teardown),
     };
     const struct CMUnitTest pg[] = {
