@@ -95,13 +95,12 @@ void audit_write_detached_many(struct db *db, const struct audit_event *const *e
  * response). While a writer runs for db, audit_write_detached(_many) on db
  * validate and copy the event in the caller, queue it and return; one
  * thread commits everything queued in one transaction, once AUDIT_LINGER_MS
- * has passed since the first row or AUDIT_BATCH_ROWS rows are waiting. A batch that fails is retried
- * per request group; rows that still fail are logged (audit_write_failed)
- * and dropped. Rows beyond AUDIT_QUEUE_MAX queued (database down, or more
- * audited requests per second than the database absorbs) are dropped and
- * counted in one `audit_rows_dropped` error line per second.
- * A crash loses at most the rows queued in the last linger window.
- * One writer per process: RC_INVALID if one runs or db is NULL. */
+ * has passed since the first row or AUDIT_BATCH_ROWS rows are waiting. A batch that fails is
+ * retried per request group; rows that still fail are logged (audit_write_failed) and dropped. Rows
+ * beyond AUDIT_QUEUE_MAX queued (database down, or more audited requests per second than the
+ * database absorbs) are dropped and counted in one `audit_rows_dropped` error line per second. A
+ * crash loses at most the rows queued in the last linger window. One writer per process: RC_INVALID
+ * if one runs or db is NULL. */
 #define AUDIT_LINGER_MS 20
 #define AUDIT_BATCH_ROWS 512
 #define AUDIT_QUEUE_MAX 100000
