@@ -26,6 +26,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 /* Bodies beyond the limit are read and discarded up to this many bytes so
  * the client can read its 413; past it the connection is answered and
@@ -418,9 +420,13 @@ void http_server_quiesce(struct http_server *s)
     /* The pool threads drop the listen socket from their epoll sets
      * asynchronously after this call; closing it now made a thread's
      * EPOLL_CTL_DEL fail with EBADF, which libmicrohttpd treats as fatal.
-     * Keep it until the daemon has stopped. */
-    if (s->quiesced_fd == MHD_INVALID_SOCKET)
-        s->quiesced_fd = MHD_quiesce_daemon(s->daemon);
+     * shutdown() stops listening at once (new connections are refused) and
+     * the descriptor stays valid until the daemon has stopped. */
+    if (s->quiesced_fd != MHD_INVALID_SOCKET)
+        return;
+    s->quiesced_fd = MHD_quiesce_daemon(s->daemon);
+    if (s->quiesced_fd != MHD_INVALID_SOCKET)
+        (void)shutdown(s->quiesced_fd, SHUT_RDWR);
 }
 
 int http_server_inflight(const struct http_server *s)
