@@ -248,3 +248,43 @@ async def test_action_token_locally_minted(authd):
                      headers={"kid": "local-1"})
     r = await c.post("/erase", headers={**bearer(tok), "X-Action-Token": bad})
     assert r.json() == {"detail": "Action mismatch"}
+
+
+async def test_signup_verified_through_captured_email(start_authd):
+    """The whole user story: sign up, open the verification link from the
+    email authd delivered over SMTP, log in for orders-api, and the SDK's
+    middleware hands the app a verified identity."""
+    import re
+    import urllib.parse
+
+    import smtp_capture
+
+    cap = smtp_capture.SmtpCapture()
+    cap.start()
+    try:
+        inst = start_authd({"AUTH__REQUIRE_VERIFIED_EMAIL_FOR_PASSWORD_LOGIN": "true",
+                            "EMAIL__MAILHOG_HOST": "127.0.0.1",
+                            "EMAIL__MAILHOG_PORT": str(cap.port)})
+        email = f"mail-{uuid.uuid4().hex[:8]}@example.com"
+        signup(inst, email)
+        # Unverified: authd refuses the login.
+        r = inst.post("/auth/login", json={"email": email, "password": "Str0ng!Passw0rd",
+                                           "audience": "orders-api"})
+        assert r.status_code == 400 and r.json()["code"] == "email_not_verified", r.text
+        msg = cap.wait_for(to=email, timeout=15)
+        text = msg.get_body(("plain",)).get_content()
+        link = re.search(r"https?://\S+/auth/verify-email\?token=\S+", text).group(0)
+        token = urllib.parse.parse_qs(urllib.parse.urlparse(link).query)["token"][0]
+        r = inst.get("/auth/verify-email", params={"token": token})
+        assert r.status_code == 200, r.text
+        tokens = login(inst, email)
+        claims = jwt.decode(tokens["access_token"], options={"verify_signature": False})
+        app = make_app(inst)
+        r = await app.get("/me", headers=bearer(tokens["access_token"]))
+        assert r.status_code == 200, r.text
+        assert r.json()["user"] == {"type": "user", "user_id": claims["sub"], "email": email,
+                                    "email_verified": True, "email_otp_enabled": False,
+                                    "role": "user", "scopes": [],
+                                    "auth_time": claims["auth_time"]}
+    finally:
+        cap.stop()
