@@ -118,3 +118,62 @@ def test_sync_client_error_mapping(fake):
         with pytest.raises(JWTVerificationError) as e:
             c.validate_access_token_session("tok")
         assert e.value.code == "session_expired"
+
+
+async def test_retries_on_connect_errors_and_5xx(fake):
+    """retries=N retries GETs (JWKS, validate) on connect errors and 502/503/504;
+    introspection only with retry_introspect=True; the default sends once."""
+    from sdk.client import AuthClient
+    from sdk.exceptions import AuthServiceUnavailableError
+    seq = iter([httpx.Response(503), httpx.Response(502), httpx.Response(204)])
+    fake.validate = lambda req: next(seq)
+    http = httpx.AsyncClient(base_url=BASE, transport=httpx.MockTransport(fake.handler))
+    await AuthClient(BASE, http_client=http, retries=2).validate_access_token_session("t")
+    assert fake.calls["validate"] == 3
+    # default: one request, the 503 is an outage
+    fake.validate = lambda req: httpx.Response(503)
+    with pytest.raises(AuthServiceUnavailableError):
+        await AuthClient(BASE, http_client=http).validate_access_token_session("t")
+    assert fake.calls["validate"] == 4
+    # introspection is not retried unless asked
+    fake.introspect = lambda req: httpx.Response(503)
+    with pytest.raises(AuthServiceUnavailableError):
+        await AuthClient(BASE, http_client=http, retries=2).introspect_api_key("sk_x")
+    assert fake.calls["introspect"] == 1
+    with pytest.raises(AuthServiceUnavailableError):
+        await AuthClient(BASE, http_client=http, retries=2,
+                         retry_introspect=True).introspect_api_key("sk_x")
+    assert fake.calls["introspect"] == 4
+
+
+async def test_hmac_cache_keys_still_cache(fake):
+    """hmac_cache_keys keys the caches by a salted HMAC: same behaviour (one
+    introspection for repeated use), and the raw key's plain SHA-256 never
+    appears among the cache keys."""
+    import hashlib
+
+    from sdk.middleware import APIKeyAuthMiddleware
+    app = FastAPI()
+
+    @app.get("/k")
+    async def k(request: Request):
+        return {"user": request.state.user}
+
+    mw_holder = {}
+
+    class Probe(APIKeyAuthMiddleware):
+        def __init__(self, *a, **kw):
+            super().__init__(*a, **kw)
+            mw_holder["mw"] = self
+
+    app.add_middleware(Probe, auth_base_url="http://ignored", auth_client=fake.client(),
+                       hmac_cache_keys=True)
+    c = asgi_client(app)
+    for _ in range(3):
+        r = await c.get("/k", headers={"X-API-Key": "sk_secret"})
+        assert r.status_code == 200, r.text
+    assert fake.calls["introspect"] == 1
+    mw = mw_holder["mw"]
+    plain = hashlib.sha256(b"sk_secret").hexdigest()
+    assert mw._cache_key("sk_secret") != plain
+    assert mw._cache_key("sk_secret") == mw._cache_key("sk_secret")
