@@ -88,6 +88,9 @@ bool api_query_uuid(struct http_req *r, const char *name, char out[37]);
  * caller decodes it and answers 422 when it cannot). */
 bool api_query_page(struct http_req *r, int *limit, const char **cursor);
 bool api_path_uuid(struct http_req *r, const char *name, char out[37]);
+/* api-admin §1.1: an optional body (DELETE) may be absent or empty; when
+ * present it must be a JSON object (members ignored). Needs ROUTE_RAW_BODY. */
+bool api_optional_json_object(struct http_req *r);
 
 /* Stage-3 hook (api-core §11): the rate limiter. True when it answered. */
 bool api_ratelimit_hook(struct http_req *r); /* ratelimit_hook.c */

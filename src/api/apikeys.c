@@ -213,20 +213,7 @@ static bool check_key_id(struct http_req *r)
  * when present (api-admin §1.1). */
 static bool check_admin_revoke(struct http_req *r)
 {
-    size_t len;
-    const char *body = http_req_body(r, &len);
-    if (len > 0) {
-        json_t *j = NULL;
-        char problem[200];
-        bool ok = jsonbody_parse(http_req_header(r, "Content-Type"), body, len, &j, problem,
-                                 sizeof problem);
-        json_decref(j);
-        if (!ok) {
-            http_reply_invalid(r, problem);
-            return false;
-        }
-    }
-    return check_key_id(r);
+    return api_optional_json_object(r) && check_key_id(r);
 }
 
 /* POST /auth/introspect (§6.8, decision R7): any JSON string is a key to

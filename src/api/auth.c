@@ -367,6 +367,18 @@ static void logout(struct http_req *r)
     http_reply_raw(r, 204, NULL, NULL, 0);
 }
 
+static void reply_validation(struct http_req *r, enum auth_outcome o)
+{
+    if (o == AUTH_SESSION_EXPIRED)
+        http_reply_error(r, 401, "session_expired", "Session expired.");
+    else if (o == AUTH_STORE_DOWN)
+        http_reply_error(r, 503, "session_expired", "Session backend unavailable.");
+    else if (o == AUTH_FAILED)
+        http_reply_error(r, 500, "internal_server_error", "validation failed");
+    else
+        http_reply_error(r, 401, "invalid_token", "Invalid token.");
+}
+
 static bool authenticate_token(struct http_req *r, const char *access, char out_user_id[37],
                                char out_session_id[37])
 {
@@ -381,22 +393,19 @@ static bool authenticate_token(struct http_req *r, const char *access, char out_
             return true;
         o = AUTH_INVALID_TOKEN;
     }
-    if (o == AUTH_SESSION_EXPIRED)
-        http_reply_error(r, 401, "session_expired", "Session expired.");
-    else if (o == AUTH_STORE_DOWN)
-        http_reply_error(r, 503, "session_expired", "Session backend unavailable.");
-    else if (o == AUTH_FAILED)
-        http_reply_error(r, 500, "internal_server_error", "validation failed");
-    else
-        http_reply_error(r, 401, "invalid_token", "Invalid token.");
+    reply_validation(r, o);
     return false;
 }
 
-bool api_authenticate_user(struct http_req *r, char out_user_id[37], char out_session_id[37])
+/* §8.4 for a cookie-capable endpoint: the transport conflict, then the
+ * access token from the bearer header, else from the access cookie (with
+ * CSRF on unsafe methods). False when it replied; *out NULL = none sent. */
+static bool access_token_of(struct http_req *r, const char **out)
 {
     const struct config *cfg = cfg_of(r);
     enum http_method m = http_req_method(r);
     bool unsafe = m != HTTP_GET && m != HTTP_HEAD && m != HTTP_OPTIONS;
+    *out = NULL;
     if (unsafe && transport_conflict(r))
         return false;
     const char *access = bearer(r);
@@ -405,6 +414,15 @@ bool api_authenticate_user(struct http_req *r, char out_user_id[37], char out_se
         if (access && unsafe && !csrf_ok(r))
             return false;
     }
+    *out = access;
+    return true;
+}
+
+bool api_authenticate_user(struct http_req *r, char out_user_id[37], char out_session_id[37])
+{
+    const char *access;
+    if (!access_token_of(r, &access))
+        return false;
     if (!access) {
         http_reply_error(r, 401, "invalid_token", "Invalid token.");
         return false;
@@ -463,18 +481,6 @@ size_t api_auth_routes(const struct http_route **out)
 
 /* ---- admin principal (api-admin §2.1, api-core §10.1, decision R1) ---- */
 
-static void reply_validation(struct http_req *r, enum auth_outcome o)
-{
-    if (o == AUTH_SESSION_EXPIRED)
-        http_reply_error(r, 401, "session_expired", "Session expired.");
-    else if (o == AUTH_STORE_DOWN)
-        http_reply_error(r, 503, "session_expired", "Session backend unavailable.");
-    else if (o == AUTH_FAILED)
-        http_reply_error(r, 500, "internal_server_error", "validation failed");
-    else
-        http_reply_error(r, 401, "invalid_token", "Invalid token.");
-}
-
 static bool bootstrap_key_ok(struct http_req *r)
 {
     const struct config *cfg = cfg_of(r);
@@ -498,16 +504,9 @@ bool api_admin_auth(struct http_req *r)
         return false;
     }
     /* Step 1: transport conflict and CSRF (unsafe methods only). */
-    enum http_method m = http_req_method(r);
-    bool unsafe = m != HTTP_GET && m != HTTP_HEAD && m != HTTP_OPTIONS;
-    if (unsafe && transport_conflict(r))
+    const char *access;
+    if (!access_token_of(r, &access))
         return true;
-    const char *access = bearer(r);
-    if (!access && cfg->browser_sessions.enabled) {
-        access = cookie_value(r, cfg->browser_sessions.access_cookie_name);
-        if (access && unsafe && !csrf_ok(r))
-            return true;
-    }
     /* Step 2: the development bootstrap key; a wrong one is not an error. */
     if (bootstrap_key_ok(r)) {
         snprintf(p->sub, sizeof p->sub, "%s", API_ADMIN_BOOTSTRAP_SUB);

@@ -9,7 +9,6 @@
  * audit run on the general worker pool. */
 #include "api/api.h"
 #include "app.h"
-#include "http/jsonbody.h"
 #include "svc/audit.h"
 #include "svc/clients.h"
 #include "util/mem.h"
@@ -38,40 +37,12 @@ enum { F_GRANT_TYPE, F_CLIENT_ID, F_CLIENT_SECRET, F_SCOPE, F_AUDIENCE, F_COUNT 
 static const char *const form_names[F_COUNT] = {"grant_type", "client_id", "client_secret", "scope",
                                                 "audience"};
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-/* URL-form decoding of s[0..n) into a new arena string: '+' is a space,
- * %XX a byte, a malformed escape stays literal (as Python's unquote_plus).
- * False when the result is not valid UTF-8 (D6) or holds U+0000, which no
- * field of this grant can use and a C string cannot carry. */
+/* One decoded name or value as a new arena string (str_form_decode: D6
+ * invalid UTF-8 and U+0000 are refused). */
 static bool form_decode(struct arena *a, const char *s, size_t n, char **out)
 {
-    char *d = arena_alloc(a, n + 1);
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (c == '+') {
-            c = ' ';
-        } else if (c == '%' && i + 2 < n && hexval(s[i + 1]) >= 0 && hexval(s[i + 2]) >= 0) {
-            c = (char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
-            i += 2;
-        }
-        if (c == '\0')
-            return false;
-        d[o++] = c;
-    }
-    d[o] = '\0';
-    *out = d;
-    return utf8_valid(d, o);
+    *out = arena_alloc(a, n + 1);
+    return str_form_decode(s, n, *out, n + 1);
 }
 
 /* Splits the body on '&'; the first occurrence of each field of the grant
@@ -286,20 +257,7 @@ static bool check_id(struct http_req *r)
  * be a JSON object (its members are ignored). */
 static bool check_delete(struct http_req *r)
 {
-    size_t len;
-    const char *body = http_req_body(r, &len);
-    if (len > 0) {
-        json_t *j = NULL;
-        char problem[200];
-        bool ok = jsonbody_parse(http_req_header(r, "Content-Type"), body, len, &j, problem,
-                                 sizeof problem);
-        json_decref(j);
-        if (!ok) {
-            http_reply_invalid(r, problem);
-            return false;
-        }
-    }
-    return check_id(r);
+    return api_optional_json_object(r) && check_id(r);
 }
 
 /* ---- admin: rendering ---- */

@@ -3,6 +3,7 @@
  * Every helper sends the 422 itself (the problem names the field; it is
  * shown in development only, decision R11) and returns false. */
 #include "api/api.h"
+#include "http/jsonbody.h"
 #include "util/str.h"
 #include "util/timeutil.h"
 #include "util/uuid.h"
@@ -174,4 +175,20 @@ bool api_path_uuid(struct http_req *r, const char *name, char out[37])
     if (!v || !uuid_parse(v, strlen(v), out))
         return invalid(r, "path.", name, "must be a UUID");
     return true;
+}
+
+bool api_optional_json_object(struct http_req *r)
+{
+    size_t len;
+    const char *body = http_req_body(r, &len);
+    if (len == 0)
+        return true;
+    json_t *j = NULL;
+    char problem[200];
+    bool ok =
+        jsonbody_parse(http_req_header(r, "Content-Type"), body, len, &j, problem, sizeof problem);
+    json_decref(j);
+    if (!ok)
+        http_reply_invalid(r, problem);
+    return ok;
 }

@@ -97,39 +97,6 @@ bool ratelimit_fail_closed(const char *path)
 
 /* ---- identity (api-core §11.2) ---- */
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-/* URL-form decoding of s[0..n) ('+' is a space, %XX a byte, a malformed
- * escape stays literal) into out (cap bytes incl. the NUL). False when the
- * result does not fit, holds a NUL byte or is not valid UTF-8. */
-static bool form_decode(const char *s, size_t n, char *out, size_t cap)
-{
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (c == '+') {
-            c = ' ';
-        } else if (c == '%' && i + 2 < n && hexval(s[i + 1]) >= 0 && hexval(s[i + 2]) >= 0) {
-            c = (char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
-            i += 2;
-        }
-        if (c == '\0' || o + 1 >= cap)
-            return false;
-        out[o++] = c;
-    }
-    out[o] = '\0';
-    return utf8_valid(out, o);
-}
-
 /* First occurrence of field `name` in a form body, decoded and trimmed into
  * out; false when absent, blank, undecodable or longer than cap - 1. */
 static bool form_field(const char *body, size_t len, const char *name, char *out, size_t cap)
@@ -141,9 +108,10 @@ static bool form_field(const char *body, size_t len, const char *name, char *out
         const char *eq = memchr(p, '=', (size_t)(pe - p));
         const char *ke = eq ? eq : pe;
         char key[32];
-        if (ke > p && form_decode(p, (size_t)(ke - p), key, sizeof key) && strcmp(key, name) == 0) {
+        if (ke > p && str_form_decode(p, (size_t)(ke - p), key, sizeof key) &&
+            strcmp(key, name) == 0) {
             const char *v = eq ? eq + 1 : pe;
-            if (!form_decode(v, (size_t)(pe - v), out, cap))
+            if (!str_form_decode(v, (size_t)(pe - v), out, cap))
                 return false;
             struct str t = str_trim(str_of(out));
             memmove(out, t.p, t.len);

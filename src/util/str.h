@@ -28,5 +28,10 @@ size_t utf8_len(const char *s, size_t n);
 
 /* Strict decimal integer (optional leading '-', no spaces, no overflow). */
 bool str_parse_i64(const char *s, int64_t *out);
+/* application/x-www-form-urlencoded decoding of s[0..n) into out (cap bytes
+ * incl. the NUL): '+' is a space, %XX a byte, a malformed escape stays
+ * literal (as Python's unquote_plus). False when the result does not fit,
+ * holds a NUL byte or is not valid UTF-8. cap = n + 1 always fits. */
+bool str_form_decode(const char *s, size_t n, char *out, size_t cap);
 
 #endif
