@@ -2,9 +2,15 @@
 -- its response carries the next one, so each connection walks its own rotation
 -- chain. Tokens come from the file named by the TOKENS environment variable,
 -- one per line; thread i takes every n-th line.
-local tokens = {}
+--
+-- wrk shares the 2 cores with authd, so this script is kept cheap: tokens sit
+-- in a FIFO with head/tail indexes (no table shifting), and the next token is
+-- cut out of the body with plain finds instead of a pattern match.
+local tokens, head, tail = {}, 1, 0
 local counter = 0
 local threads = {}
+local find, sub = string.find, string.sub
+local KEY = '"refresh_token":"'
 
 function setup(thread)
   counter = counter + 1
@@ -16,7 +22,10 @@ function init(args)
   local n = tonumber(os.getenv("WRK_THREADS") or "2")
   local i = 0
   for line in io.lines(os.getenv("TOKENS")) do
-    if i % n == (id - 1) then table.insert(tokens, line) end
+    if i % n == (id - 1) then
+      tail = tail + 1
+      tokens[tail] = line
+    end
     i = i + 1
   end
   wrk.method = "POST"
@@ -24,11 +33,22 @@ function init(args)
 end
 
 function request()
-  local t = table.remove(tokens, 1) or "spent-token-xxxxxxxxxxxxxxxx"
+  local t = "spent-token-xxxxxxxxxxxxxxxx"
+  if head <= tail then
+    t = tokens[head]
+    tokens[head] = nil
+    head = head + 1
+  end
   return wrk.format(nil, "/auth/token", nil, '{"refresh_token":"' .. t .. '"}')
 end
 
 function response(status, headers, body)
-  local t = body:match('"refresh_token":"([^"]+)"')
-  if t then table.insert(tokens, t) end
+  local _, e = find(body, KEY, 1, true)
+  if e then
+    local q = find(body, '"', e + 1, true)
+    if q then
+      tail = tail + 1
+      tokens[tail] = sub(body, e + 1, q - 1)
+    end
+  end
 end

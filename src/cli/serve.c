@@ -154,8 +154,8 @@ int cli_serve(int argc, char **argv)
         code = 1;
         goto out;
     }
-    app.blocking = workq_new(BLOCKING_THREADS, BLOCKING_QUEUE);
-    app.pwhash = workq_new(cfg->password_hash.workers, PWHASH_QUEUE);
+    app.blocking = workq_new("blocking", BLOCKING_THREADS, BLOCKING_QUEUE);
+    app.pwhash = workq_new("pwhash", cfg->password_hash.workers, PWHASH_QUEUE);
     struct password_params pp = {(uint32_t)cfg->password_hash.memory_kib,
                                  (uint32_t)cfg->password_hash.iterations};
     if (password_ctx_new(&pp, &app.pw) != RC_OK) {

@@ -21,6 +21,7 @@
 #include "db/db_int.h"
 #include "util/log.h"
 #include "util/mem.h"
+#include "util/thread.h"
 
 #include <sqlite3.h>
 
@@ -384,6 +385,7 @@ static int ckpt_wal_hook(void *arg, sqlite3 *h, const char *name, int pages)
 static void *ckpt_main(void *arg)
 {
     struct sq_ckpt *k = arg;
+    thread_set_name("sqlite-ckpt");
     pthread_mutex_lock(&k->mu);
     while (!k->stop) {
         struct timespec dl;

@@ -6,6 +6,7 @@
 #include "util/log.h"
 #include "util/mem.h"
 #include "util/timeutil.h"
+#include "util/thread.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -25,6 +26,7 @@ struct jobs {
 static void *run(void *p)
 {
     struct jobs *j = p;
+    thread_set_name("jobs");
     int64_t next_sweep = time_mono_us() + SWEEP_INTERVAL_US;
     int64_t next_keys = time_mono_us() + KEYS_INTERVAL_US;
     pthread_mutex_lock(&j->mu);

@@ -109,24 +109,71 @@ rc_t kv_set(struct kv *kv, const char *key, const char *val, int64_t ttl_ms)
 
 #define KV_MANY_MAX 16
 
-rc_t kv_set_many(struct kv *kv, const struct kv_item *items, int n)
-{
-    if (n < 0 || n > KV_MANY_MAX)
-        return RC_INVALID;
+struct many {
     const char *keys[KV_MANY_MAX], *vals[KV_MANY_MAX];
     int64_t exp[KV_MANY_MAX];
-    int nd = 0;
+    int nd; /* how many of the items are persisted keys */
+};
+
+/* Checks every item and collects the persisted ones. */
+static rc_t many_collect(const struct kv *kv, const struct kv_item *items, int n, struct many *m)
+{
+    m->nd = 0;
+    if (n < 0 || n > KV_MANY_MAX)
+        return RC_INVALID;
     for (int i = 0; i < n; i++) {
         const char *k = items[i].key, *v = items[i].val;
         if (!key_len(k) || !v || strnlen(v, KV_VAL_MAX + 1) > KV_VAL_MAX ||
             !ttl_ok(items[i].ttl_ms))
             return RC_INVALID;
         if (persisted(kv, k)) {
-            keys[nd] = k;
-            vals[nd] = v;
-            exp[nd++] = expiry_of(items[i].ttl_ms);
+            m->keys[m->nd] = k;
+            m->vals[m->nd] = v;
+            m->exp[m->nd++] = expiry_of(items[i].ttl_ms);
         }
     }
+    return RC_OK;
+}
+
+static bool stages(const struct kv *kv)
+{
+    return kv->persist && kv->persist->put_many_tx;
+}
+
+rc_t kv_set_many_stage(struct kv *kv, void *tx, const struct kv_item *items, int n)
+{
+    struct many m;
+    rc_t rc = many_collect(kv, items, n, &m);
+    if (rc || !m.nd || !stages(kv))
+        return rc;
+    return kv->persist->put_many_tx(kv->persist_ctx, tx, m.keys, m.vals, m.exp, m.nd)
+               ? RC_UNAVAILABLE
+               : RC_OK;
+}
+
+rc_t kv_set_many_staged(struct kv *kv, const struct kv_item *items, int n)
+{
+    if (!stages(kv))
+        return kv_set_many(kv, items, n);
+    struct many m;
+    rc_t rc = many_collect(kv, items, n, &m);
+    for (int i = 0; !rc && i < n; i++) {
+        bool set;
+        rc = kv->ops->set(kv, items[i].key, key_len(items[i].key), items[i].val, items[i].ttl_ms,
+                          false, &set);
+    }
+    return rc;
+}
+
+rc_t kv_set_many(struct kv *kv, const struct kv_item *items, int n)
+{
+    struct many mm;
+    rc_t mrc = many_collect(kv, items, n, &mm);
+    if (mrc)
+        return mrc;
+    const char *const *keys = mm.keys, *const *vals = mm.vals;
+    const int64_t *exp = mm.exp;
+    int nd = mm.nd;
     if (nd && kv->persist->put_many &&
         kv->persist->put_many(kv->persist_ctx, keys, vals, exp, nd) != RC_OK)
         return RC_UNAVAILABLE;

@@ -64,6 +64,18 @@ struct kv_item {
  * persistence the durable ones are written in one durable batch first (one
  * transaction instead of one per key). Stops at the first failure. */
 rc_t kv_set_many(struct kv *kv, const struct kv_item *items, int n) WUR;
+/* kv_set_many split around the caller's own database transaction, so a
+ * change and the KV state it implies commit together (one transaction, and
+ * no window where one is durable without the other). Before the commit,
+ * kv_set_many_stage checks the items and writes the durable copies of the
+ * persisted keys through `tx` (the caller's open write transaction, handed
+ * to kv_persist_ops.put_many_tx); after the commit, kv_set_many_staged
+ * writes the store's own copies. Without such a durable side (Redis, or no
+ * persistence installed) staging only checks and kv_set_many_staged is
+ * kv_set_many. Call kv_set_many_staged only after a successful stage and
+ * commit, with the same items. */
+rc_t kv_set_many_stage(struct kv *kv, void *tx, const struct kv_item *items, int n) WUR;
+rc_t kv_set_many_staged(struct kv *kv, const struct kv_item *items, int n) WUR;
 /* Sets only when absent; *out_set tells whether it did. */
 rc_t kv_set_nx(struct kv *kv, const char *key, const char *val, int64_t ttl_ms, bool *out_set) WUR;
 rc_t kv_del(struct kv *kv, const char *key) WUR;
@@ -115,6 +127,11 @@ struct kv_persist_ops {
     /* Optional: several puts in one durable unit (NULL → put one by one). */
     rc_t (*put_many)(void *ctx, const char *const *keys, const char *const *vals,
                      const int64_t *expires_at_us, int n);
+    /* Optional: put_many inside the caller's open transaction tx (see
+     * kv_set_many_stage; NULL → staging writes nothing durable and
+     * kv_set_many_staged persists as kv_set_many does). */
+    rc_t (*put_many_tx)(void *ctx, void *tx, const char *const *keys, const char *const *vals,
+                        const int64_t *expires_at_us, int n);
     /* Calls cb for every live entry (used once, at kv_set_persistence). */
     rc_t (*load)(void *ctx,
                  void (*cb)(void *cb_ctx, const char *key, const char *val, int64_t expires_at_us),

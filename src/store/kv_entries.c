@@ -3,10 +3,6 @@
 #include "store/kv_entries.h"
 #include "util/timeutil.h"
 
-const char *const kv_entries_prefixes[] = {
-    "session:", "session_access:", "blocklist:jti:", "action_token_used:"};
-const int kv_entries_nprefixes = 4;
-
 static rc_t run(struct db *db, const char *sql, int n, const struct db_param *p)
 {
     struct db_conn *c = NULL;
@@ -30,6 +26,15 @@ static rc_t put_on(struct db_conn *c, const char *key, const char *val, int64_t 
     return db_exec(c, PUT_SQL, 3, p, NULL);
 }
 
+rc_t kv_entries_put_many_on(struct db_conn *c, const char *const *keys, const char *const *vals,
+                            const int64_t *expires_at_us, int n)
+{
+    rc_t rc = RC_OK;
+    for (int i = 0; !rc && i < n; i++)
+        rc = put_on(c, keys[i], vals[i], expires_at_us[i]);
+    return rc;
+}
+
 rc_t kv_entries_put_many(struct db *db, const char *const *keys, const char *const *vals,
                          const int64_t *expires_at_us, int n)
 {
@@ -37,8 +42,8 @@ rc_t kv_entries_put_many(struct db *db, const char *const *keys, const char *con
     rc_t rc = db_acquire(db, DB_WRITE, &c);
     if (!rc)
         rc = db_begin(c);
-    for (int i = 0; !rc && i < n; i++)
-        rc = put_on(c, keys[i], vals[i], expires_at_us[i]);
+    if (!rc)
+        rc = kv_entries_put_many_on(c, keys, vals, expires_at_us, n);
     if (!rc)
         rc = db_commit(c);
     else if (c)

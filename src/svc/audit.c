@@ -23,6 +23,7 @@
 #include "util/str.h"
 #include "util/timeutil.h"
 #include "util/unicat.h"
+#include "util/thread.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -391,7 +392,7 @@ static rc_t prepare(const struct audit_event *ev, int64_t now_us, struct prep *p
     if (p->user_agent)
         cap_utf8(p->user_agent, len, AUDIT_USER_AGENT_MAX);
     p->metadata = metadata_text(ev);
-    uuid_v4(p->id);
+    uuid_v7(now_us / 1000, p->id);
     p->row = (struct audit_row){
         .id = p->id,
         .event_type = p->event_type,
@@ -530,6 +531,7 @@ static void write_batch(struct db *db, struct aq_item *list)
 static void *writer_main(void *arg)
 {
     struct audit_writer *w = arg;
+    thread_set_name("audit-writer");
     pthread_mutex_lock(&w->mu);
     for (;;) {
         while (!w->head && !w->stop)
@@ -688,9 +690,15 @@ static bool enqueue(struct db *db, const struct audit_event *const *evs, int n)
     else
         w->head = first;
     w->tail = last;
+    size_t before = w->queued;
     w->queued += (size_t)count;
     w->enqueued += (uint64_t)count;
-    pthread_cond_signal(&w->work);
+    /* Wake the writer only when it has a reason to stop waiting: the first
+     * row (it sleeps on an empty queue) or a full batch (it lingers). A
+     * signal per row would wake it once per request for nothing while it
+     * lingers: a context switch per row on the hot paths. */
+    if (before == 0 || (before < AUDIT_BATCH_ROWS && w->queued >= AUDIT_BATCH_ROWS))
+        pthread_cond_signal(&w->work);
     pthread_mutex_unlock(&w->mu);
     return true;
 }

@@ -22,6 +22,13 @@ static rc_t put_many(void *ctx, const char *const *keys, const char *const *vals
     return kv_entries_put_many(ctx, keys, vals, expires_at_us, n);
 }
 
+static rc_t put_many_tx(void *ctx, void *tx, const char *const *keys, const char *const *vals,
+                        const int64_t *expires_at_us, int n)
+{
+    (void)ctx;
+    return kv_entries_put_many_on(tx, keys, vals, expires_at_us, n);
+}
+
 static rc_t load(void *ctx, void (*cb)(void *, const char *, const char *, int64_t), void *cb_ctx)
 {
     return kv_entries_load(ctx, cb, cb_ctx);
@@ -33,4 +40,9 @@ static int sweep(void *ctx)
 }
 
 const struct kv_persist_ops kvpersist_ops = {
-    .put = put, .del = del, .put_many = put_many, .load = load, .sweep = sweep};
+    .put = put,
+    .del = del,
+    .put_many = put_many,
+    .put_many_tx = put_many_tx,
+    .load = load,
+    .sweep = sweep};

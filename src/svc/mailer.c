@@ -25,6 +25,7 @@
 #include "util/str.h"
 #include "util/timeutil.h"
 #include "util/uuid.h"
+#include "util/thread.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -260,6 +261,7 @@ static void run_cleanup(struct mailer *m)
 static void *deliver_thread(void *arg)
 {
     struct mailer *m = arg;
+    thread_set_name("mail-delivery");
     int64_t next_cleanup = 0;
     pthread_mutex_lock(&m->mu);
     while (!atomic_load(&m->stop)) {

@@ -11,6 +11,7 @@
 #include "util/log.h"
 #include "util/mem.h"
 #include "util/timeutil.h"
+#include "util/thread.h"
 
 #include <pthread.h>
 #include <stdarg.h>
@@ -149,6 +150,7 @@ void log_flush(void)
 static void *flusher_main(void *unused)
 {
     (void)unused;
+    thread_set_name("log-flush");
     pthread_mutex_lock(&flush_mu);
     while (!flusher_stop) {
         struct timespec ts;

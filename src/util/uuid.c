@@ -1,4 +1,4 @@
-/* UUID v4 and kernel randomness (see uuid.h). */
+/* UUID v4/v7 and kernel randomness (see uuid.h). */
 #define _GNU_SOURCE
 #include "util/uuid.h"
 
@@ -43,17 +43,34 @@ static void format(const unsigned char b[16], char out[UUID_STR_LEN + 1])
 static _Thread_local unsigned char pool[UUID_POOL];
 static _Thread_local size_t pool_left;
 
-void uuid_v4(char out[UUID_STR_LEN + 1])
+static void pool_take(unsigned char b[16])
 {
-    unsigned char b[16];
-    if (pool_left < sizeof b) {
+    if (pool_left < 16) {
         rand_bytes(pool, sizeof pool);
         pool_left = sizeof pool;
     }
-    memcpy(b, pool + (UUID_POOL - pool_left), sizeof b);
-    memset(pool + (UUID_POOL - pool_left), 0, sizeof b);
-    pool_left -= sizeof b;
+    memcpy(b, pool + (UUID_POOL - pool_left), 16);
+    memset(pool + (UUID_POOL - pool_left), 0, 16);
+    pool_left -= 16;
+}
+
+void uuid_v4(char out[UUID_STR_LEN + 1])
+{
+    unsigned char b[16];
+    pool_take(b);
     b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
+    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
+    format(b, out);
+}
+
+void uuid_v7(int64_t unix_ms, char out[UUID_STR_LEN + 1])
+{
+    unsigned char b[16];
+    pool_take(b);
+    uint64_t ms = unix_ms > 0 ? (uint64_t)unix_ms : 0;
+    for (int i = 5; i >= 0; i--, ms >>= 8)
+        b[i] = (unsigned char)(ms & 0xff);
+    b[6] = (unsigned char)((b[6] & 0x0f) | 0x70);
     b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
     format(b, out);
 }

@@ -3,8 +3,10 @@
 #include "util/workq.h"
 #include "util/mem.h"
 #include "util/timeutil.h"
+#include "util/thread.h"
 
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 struct job {
@@ -21,11 +23,13 @@ struct workq {
     bool stopping;
     int nthreads;
     pthread_t *threads;
+    char name[16];
 };
 
 static void *worker(void *p)
 {
     struct workq *q = p;
+    thread_set_name(q->name);
     pthread_mutex_lock(&q->mu);
     for (;;) {
         while (q->count == 0 && !q->stopping)
@@ -46,9 +50,10 @@ static void *worker(void *p)
     return NULL;
 }
 
-struct workq *workq_new(int nthreads, int max_queued)
+struct workq *workq_new(const char *name, int nthreads, int max_queued)
 {
     struct workq *q = xcalloc(1, sizeof *q);
+    snprintf(q->name, sizeof q->name, "%s", name);
     pthread_mutex_init(&q->mu, NULL);
     pthread_cond_init(&q->cv, NULL);
     q->cap = max_queued > 0 ? max_queued : 1;

@@ -17,8 +17,9 @@ struct workq;
  * busy": the job waited past its deadline. Always called exactly once. */
 typedef void (*workq_fn)(void *arg, bool expired);
 
-/* nthreads >= 1; max_queued bounds jobs waiting (submit → RC_BUSY beyond). */
-struct workq *workq_new(int nthreads, int max_queued);
+/* nthreads >= 1; max_queued bounds jobs waiting (submit → RC_BUSY beyond).
+ * name: the worker threads' name (see util/thread.h). */
+struct workq *workq_new(const char *name, int nthreads, int max_queued);
 /* Finishes queued jobs (expired ones get expired=true), joins. NULL ok. */
 void workq_free(struct workq *q);
 /* deadline_mono_us: latest start time on time_mono_us's clock; 0 = none.

@@ -7,7 +7,7 @@ no API yet (deactivating or demoting a user)."""
 import json
 import sqlite3
 
-from harness import run_cli
+from harness import run_cli, wait_until
 
 ADMIN_PW = "Adm1n!secret"
 BOOTSTRAP_KEY = "dev-bootstrap-admin-key-0123456789"
@@ -59,3 +59,30 @@ def set_role(inst, world, user_id: str, role: str) -> None:
 
 def deactivate(inst, world, user_id: str) -> None:
     sql(inst, world, f"UPDATE users SET is_active = false WHERE id = '{user_id}'")
+
+
+def rows(inst, world, statement):
+    """sql() rows normalised to lists of strings/None for both backends."""
+    out = []
+    for row in sql(inst, world, statement):
+        out.append([None if v in (None, "") else str(v) for v in row])
+    return out
+
+
+def audit(inst, world, event_type, n=1, timeout=5):
+    """The audit rows of event_type (oldest first) once at least n exist."""
+    q = ("SELECT actor_id, actor_type, target_id, target_type, success, failure_reason, "
+         f"metadata FROM audit_events WHERE event_type = '{event_type}' ORDER BY created_at, id")
+    found = []
+
+    def enough():
+        found[:] = rows(inst, world, q)
+        return len(found) >= n
+
+    wait_until(enough, timeout)
+    result = []
+    for actor_id, actor_type, target_id, target_type, success, reason, meta in found:
+        result.append({"actor_id": actor_id, "actor_type": actor_type, "target_id": target_id,
+                       "target_type": target_type, "success": success in ("1", "t", "True"),
+                       "failure_reason": reason, "metadata": json.loads(meta) if meta else None})
+    return result

@@ -15,7 +15,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from adminlib import (BOOTSTRAP_KEY, create_admin, login_tokens, make_admin, set_role, sql)
+from adminlib import (BOOTSTRAP_KEY, audit, create_admin, login_tokens, make_admin, rows,
+                      set_role, sql)
 from harness import PROD_ENV, wait_until
 
 BOOT = {"X-Admin-API-Key": BOOTSTRAP_KEY}
@@ -71,33 +72,6 @@ def parse_ts(s: str) -> datetime:
 
 def iso(dt: datetime) -> str:
     return dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def rows(inst, world, statement):
-    """sql() rows normalised to lists of strings/None for both backends."""
-    out = []
-    for row in sql(inst, world, statement):
-        out.append([None if v in (None, "") else str(v) for v in row])
-    return out
-
-
-def audit(inst, world, event_type, n=1, timeout=5):
-    """The audit rows of event_type (oldest first) once at least n exist."""
-    q = ("SELECT actor_id, actor_type, target_id, target_type, success, failure_reason, "
-         f"metadata FROM audit_events WHERE event_type = '{event_type}' ORDER BY created_at, id")
-    found = []
-
-    def enough():
-        found[:] = rows(inst, world, q)
-        return len(found) >= n
-
-    wait_until(enough, timeout)
-    result = []
-    for actor_id, actor_type, target_id, target_type, success, reason, meta in found:
-        result.append({"actor_id": actor_id, "actor_type": actor_type, "target_id": target_id,
-                       "target_type": target_type, "success": success in ("1", "t", "True"),
-                       "failure_reason": reason, "metadata": json.loads(meta) if meta else None})
-    return result
 
 
 def make_user(inst, email):

@@ -398,3 +398,39 @@ def test_concurrent_refresh_of_one_token_has_one_winner(app, smtp):
         # the winner's refresh token is the live one
         assert app.post("/auth/token", json={"refresh_token": winner["refresh_token"]}
                         ).status_code == 200
+
+
+def test_login_and_refresh_audit_rows_follow_the_catalogue(app, smtp, world):
+    """api-admin §9.4 / api-core §14: login rows carry the user as actor;
+    refresh rows carry no actor and no target (they never reach history);
+    token_kind is redacted on storage (§9.3)."""
+    from adminlib import audit
+    register(app, smtp, "cat@example.com")
+    uid = decode(app, login(app, "cat@example.com").json()["access_token"])["sub"]
+    rt = login(app, "cat@example.com").json()["refresh_token"]
+    assert app.post("/auth/token", json={"refresh_token": rt}).status_code == 200
+    assert app.post("/auth/token", json={"refresh_token": rt}).status_code == 401  # spent
+
+    success = audit(app, world, "user.login.success", n=2)
+    assert all(r["actor_id"] == uid and r["target_id"] is None for r in success), success
+    assert success[0]["metadata"] == {"provider": "password"}
+    created = audit(app, world, "session.created", n=2)
+    assert all(r["target_type"] == "session" and r["target_id"] for r in created), created
+    assert created[0]["metadata"] == {"provider": "password"}
+
+    issued = audit(app, world, "token.issued", n=3)
+    assert len(issued) == 3
+    assert [r["actor_id"] for r in issued] == [uid, uid, None]
+    assert all(r["target_id"] is None and r["actor_type"] == "user" for r in issued)
+    assert all(r["metadata"] == {"provider": "password", "token_kind": "***REDACTED***"}
+               for r in issued), issued
+
+    refreshed = audit(app, world, "token.refreshed", n=2)
+    assert [r["success"] for r in refreshed] == [True, False]
+    assert refreshed[1]["failure_reason"] == "session_expired"
+    assert all(r["actor_id"] is None and r["target_id"] is None for r in refreshed)
+    assert all(r["metadata"] == {"provider": "password"} for r in refreshed), refreshed
+    history = app.get("/auth/history", headers={
+        "Authorization": "Bearer " + login(app, "cat@example.com").json()["access_token"]})
+    assert not {"token.issued", "token.refreshed"} & {e["event_type"]
+                                                       for e in history.json()["data"]}

@@ -775,7 +775,7 @@ static void test_write_fields(void **state)
     const char *rid = db_res_get(r, 0, C_ID);
     assert_true(uuid_parse(rid, strlen(rid), id));
     assert_string_equal(rid, id); /* canonical */
-    assert_int_equal(rid[14], '4');
+    assert_int_equal(rid[14], '7'); /* time-ordered: inserts append to pk_audit_events */
     assert_col(r, C_ACTOR, "0e9ad4c4-3a0b-4e0e-9b53-0b1d9f0c6c11");
     assert_col(r, C_ATYPE, "user");
     assert_col(r, C_TARGET, "12345678-1234-5678-1234-567812345678");
@@ -789,6 +789,11 @@ static void test_write_fields(void **state)
     int64_t at = 0;
     assert_true(db_res_time(r, 0, C_AT, &at));
     assert_true(at >= before && at <= after);
+    /* The id's first 48 bits are created_at in unix milliseconds. */
+    char ms_hex[13];
+    snprintf(ms_hex, sizeof ms_hex, "%012llx", (unsigned long long)(at / 1000));
+    assert_memory_equal(rid, ms_hex, 8);
+    assert_memory_equal(rid + 9, ms_hex + 8, 4);
     if (f->kind == DB_SQLITE) {
         /* Fixed-width DB style text (data-model §1). */
         const char *ts = db_res_get(r, 0, C_AT);

@@ -125,6 +125,66 @@ static void test_set_many(void **st)
     kv_close(kv);
 }
 
+/* kv_set_many_stage writes the durable copies inside the caller's
+ * transaction: they commit or roll back with it, and memory is untouched
+ * until kv_set_many_staged. */
+static void test_stage_in_callers_transaction(void **st)
+{
+    (void)st;
+    struct kv *kv = reopen();
+    struct kv_item items[] = {{"session:t1", "state-1", 60000},
+                              {"session_access:tj", "t1", 60000},
+                              {"other:t", "memory only", 60000}};
+    struct db_conn *c = NULL;
+
+    /* Rolled back: nothing durable, nothing in memory. */
+    assert_int_equal(db_acquire(db, DB_WRITE, &c), RC_OK);
+    assert_int_equal(db_begin(c), RC_OK);
+    assert_int_equal(kv_set_many_stage(kv, c, items, 3), RC_OK);
+    expect(kv, "session:t1", NULL);
+    db_rollback(c);
+    db_release(c);
+    kv_close(kv);
+    kv = reopen();
+    expect(kv, "session:t1", NULL);
+    expect(kv, "session_access:tj", NULL);
+
+    /* Committed, then staged into memory. */
+    assert_int_equal(db_acquire(db, DB_WRITE, &c), RC_OK);
+    assert_int_equal(db_begin(c), RC_OK);
+    assert_int_equal(kv_set_many_stage(kv, c, items, 3), RC_OK);
+    assert_int_equal(db_commit(c), RC_OK);
+    db_release(c);
+    assert_int_equal(kv_set_many_staged(kv, items, 3), RC_OK);
+    expect(kv, "session:t1", "state-1");
+    expect(kv, "other:t", "memory only");
+    kv_close(kv);
+    kv = reopen();
+    expect(kv, "session:t1", "state-1");
+    expect(kv, "session_access:tj", "t1");
+    expect(kv, "other:t", NULL);
+
+    /* Bad items are refused before anything is written. */
+    struct kv_item bad[] = {{"session:t2", "ok", 1000}, {"session:t3", NULL, 1000}};
+    assert_int_equal(db_acquire(db, DB_WRITE, &c), RC_OK);
+    assert_int_equal(db_begin(c), RC_OK);
+    assert_int_equal(kv_set_many_stage(kv, c, bad, 2), RC_INVALID);
+    assert_int_equal(db_commit(c), RC_OK);
+    db_release(c);
+    kv_close(kv);
+    kv = reopen();
+    expect(kv, "session:t2", NULL);
+    kv_close(kv);
+
+    /* Without persistence, staging writes nothing and staged is a plain set. */
+    assert_int_equal(kv_open(NULL, &kv), RC_OK);
+    assert_int_equal(kv_set_many_stage(kv, NULL, items, 3), RC_OK);
+    expect(kv, "session:t1", NULL);
+    assert_int_equal(kv_set_many_staged(kv, items, 3), RC_OK);
+    expect(kv, "session:t1", "state-1");
+    kv_close(kv);
+}
+
 static void test_redis_refuses_persistence(void **st)
 {
     (void)st;
@@ -141,6 +201,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_survives_restart),
         cmocka_unit_test(test_set_many),
+        cmocka_unit_test(test_stage_in_callers_transaction),
         cmocka_unit_test(test_redis_refuses_persistence),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -154,6 +154,25 @@ static void test_uuid(void **st)
     assert_false(uuid_parse("abc", 3, c));
 }
 
+static void test_uuid_v7(void **st)
+{
+    (void)st;
+    char a[UUID_STR_LEN + 1], b[UUID_STR_LEN + 1], c[UUID_STR_LEN + 1];
+    /* 1795824000123 ms = 0x01a2_1f73_9c7b */
+    uuid_v7(1795824000123LL, a);
+    uuid_v7(1795824000123LL, b);
+    assert_int_equal(strlen(a), 36);
+    assert_memory_equal(a, "01a21f73-9c7b-7", 15);
+    assert_true(strchr("89ab", a[19]) != NULL);
+    assert_string_not_equal(a, b); /* 74 random bits */
+    assert_true(uuid_parse(a, 36, c));
+    assert_string_equal(a, c);
+    /* Later milliseconds sort after earlier ones as text, so inserts land
+     * at the right edge of an index on the id. */
+    uuid_v7(1795824000124LL, c);
+    assert_true(strcmp(c, a) > 0 && strcmp(c, b) > 0);
+}
+
 static void test_utf8(void **st)
 {
     (void)st;
@@ -199,7 +218,7 @@ static void test_workq_deadline_and_bound(void **st)
 {
     (void)st;
     static int slow = 100, fast = 0;
-    struct workq *q = workq_new(1, 3);
+    struct workq *q = workq_new("test", 1, 3);
     atomic_store(&done_ok, 0);
     atomic_store(&done_expired, 0);
     assert_int_equal(workq_submit(q, job, &slow, 0), RC_OK);
@@ -227,6 +246,7 @@ int main(void)
         cmocka_unit_test(test_buf_json_escape),
         cmocka_unit_test(test_time_formats),
         cmocka_unit_test(test_uuid),
+        cmocka_unit_test(test_uuid_v7),
         cmocka_unit_test(test_utf8),
         cmocka_unit_test(test_str),
         cmocka_unit_test(test_workq_deadline_and_bound),
