@@ -22,6 +22,7 @@ struct login_input {
     const char *audience; /* trimmed, may be "" */
     const char *refresh_token;
     bool cookie_mode; /* answer with cookies (§8.2) */
+    struct auth_login_ok ok; /* login_work → login_finish_work */
 };
 
 /* ---- browser-cookie transport (§8) ---- */
@@ -216,15 +217,32 @@ static void reply_outcome(struct http_req *r, const struct auth_result *res, boo
 
 /* ---- login ---- */
 
+/* Second half, on the general pool: tokens, session, audit. */
+static void login_finish_work(struct http_req *r)
+{
+    struct login_input *in = http_req_ctx(r);
+    struct auth_deps d = deps_of(r);
+    struct req_meta m = meta_of(r);
+    struct auth_result res;
+    auth_login_finish(&d, &m, &in->ok, in->audience, &res);
+    reply_outcome(r, &res, in->cookie_mode);
+    auth_tokens_free(&res.tokens);
+}
+
+/* First half, on the hashing pool: only the password check holds one of its
+ * workers, so the next hash starts while this login signs and writes. */
 static void login_work(struct http_req *r)
 {
     struct login_input *in = http_req_ctx(r);
     struct auth_deps d = deps_of(r);
     struct req_meta m = meta_of(r);
     struct auth_result res;
-    auth_login(&d, &m, in->email, in->password, in->audience, &res);
+    if (auth_login_verify(&d, &m, in->email, in->password, &res, &in->ok)) {
+        struct app *app = http_req_app(r);
+        http_req_offload_next(r, app->blocking, login_finish_work);
+        return;
+    }
     reply_outcome(r, &res, in->cookie_mode);
-    auth_tokens_free(&res.tokens);
 }
 
 static void login(struct http_req *r)

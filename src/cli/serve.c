@@ -239,9 +239,10 @@ int cli_serve(int argc, char **argv)
 out:
     jobs_stop(jobs);
     /* Finish offloaded work (it resumes its connections) before the daemon
-     * goes away, then close every connection. */
-    workq_free(app.blocking);
+     * goes away, then close every connection. The hashing pool first: its
+     * jobs hand logins on to the general pool (http_req_offload_next). */
     workq_free(app.pwhash);
+    workq_free(app.blocking);
     http_server_free(app.http);
     ratelimit_free(app.rl);
     mailer_free(app.mailer);

@@ -148,5 +148,13 @@ bool http_req_replied(const struct http_req *r);
  * the request gets 503 service_busy with Retry-After instead. */
 void http_req_offload(struct http_req *r, struct workq *q, http_handler_fn work,
                       int64_t queue_timeout_ms);
+/* Only from inside offloaded work, instead of replying: when it returns,
+ * the request moves on to q and work(r) runs there and must reply; the
+ * connection stays suspended. For work that needs a scarce pool only for
+ * its first part (a password hash), so that pool's worker is free for the
+ * next request while the rest (signing, database writes) runs elsewhere.
+ * There is no start deadline (the request has waited its turn once); when
+ * q is full or stopping, work(r) runs at once on the current worker. */
+void http_req_offload_next(struct http_req *r, struct workq *q, http_handler_fn work);
 
 #endif

@@ -52,6 +52,8 @@ struct http_req {
 
     bool dispatched, offloaded, replied, queued, handler_failed;
     http_handler_fn offload_work;
+    struct workq *next_q; /* http_req_offload_next */
+    http_handler_fn next_work;
     void *ctx;
     void *principal;
 

@@ -473,12 +473,27 @@ static void offload_job(void *arg, bool expired)
         http_reply_error(r, 503, "service_busy", "Service busy.");
     } else {
         r->offload_work(r);
+        while (r->next_q && !r->replied) {
+            struct workq *q = r->next_q;
+            r->next_q = NULL;
+            r->offload_work = r->next_work;
+            if (workq_submit(q, offload_job, r, 0) == RC_OK)
+                return; /* still suspended; that job resumes */
+            r->offload_work(r);
+        }
+        r->next_q = NULL;
         if (!r->replied) {
             r->handler_failed = true;
             http_reply_error(r, 500, "internal_server_error", "offloaded work did not reply");
         }
     }
     MHD_resume_connection(r->conn);
+}
+
+void http_req_offload_next(struct http_req *r, struct workq *q, http_handler_fn work)
+{
+    r->next_q = q;
+    r->next_work = work;
 }
 
 void http_req_offload(struct http_req *r, struct workq *q, http_handler_fn work,

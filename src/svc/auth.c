@@ -8,7 +8,9 @@
  * (present ⇔ the session is active) and never reads the row.
  *
  * Ordering with the SQLite writer: KV writes of the durable families go
- * through kv_entries (the writer), so they happen after the business
+ * through kv_entries (the writer). Login and refresh stage them into their
+ * own transaction (kv_set_many_stage) and write the memory or Redis copies
+ * after the commit; every other path writes them after its business
  * transaction has committed and released its connection. */
 #include "svc/auth.h"
 #include "crypto/enc.h"
@@ -195,14 +197,6 @@ static void state_items(const struct auth_deps *d, const char *sid, const char *
     si->items[1] = (struct kv_item){si->bkey, sid, (ttl_s > 0 ? ttl_s : 1) * 1000};
 }
 
-static rc_t put_state(const struct auth_deps *d, const char *sid, const char *state,
-                      const struct issued *iss, int64_t now_s)
-{
-    struct state_items si;
-    state_items(d, sid, state, iss, now_s, &si);
-    return kv_set_many(d->a.kv, si.items, 2) ? RC_UNAVAILABLE : RC_OK;
-}
-
 static void result_tokens(struct auth_result *out, struct auth_tokens *t)
 {
     out->outcome = AUTH_OK;
@@ -305,113 +299,148 @@ static const char *blank_to_null(const char *s)
     return s && *s ? s : NULL;
 }
 
-void auth_login(const struct auth_deps *d, const struct req_meta *m, const char *email,
-                const char *password, const char *audience, struct auth_result *out)
+bool auth_login_verify(const struct auth_deps *d, const struct req_meta *m, const char *email,
+                       const char *password, struct auth_result *out, struct auth_login_ok *ok)
 {
     memset(out, 0, sizeof *out);
+    memset(ok, 0, sizeof *ok);
     struct arena *a = arena_new();
     struct db_conn *c = NULL;
-    struct auth_tokens t = {0};
-    json_t *auds = NULL, *scopes = json_array();
     struct user u;
     rc_t rc = db_acquire(d->a.db, DB_READ, &c);
     if (!rc)
         rc = users_find_by_email(c, a, email, &u);
     db_release(c);
-    c = NULL;
     if (rc == RC_OK && (u.deleted || !u.is_active || !u.password_hash))
         rc = RC_NOT_FOUND;
     if (rc == RC_NOT_FOUND) {
         password_dummy_verify(d->a.pw, password, strlen(password));
         out->outcome = AUTH_BAD_CREDENTIALS;
         login_failure(d, m, NULL, "invalid_credentials");
-        goto out;
+        goto fail;
     }
     if (rc) {
         out->outcome = AUTH_FAILED;
-        goto out;
+        goto fail;
     }
     if (!check_password(d, m, &u, password, out))
-        goto out;
+        goto fail;
     if (d->a.cfg->auth.require_verified_email_for_password_login && !u.email_verified) {
         out->outcome = AUTH_EMAIL_NOT_VERIFIED;
         login_failure(d, m, u.id, "email_not_verified");
-        goto out;
+        goto fail;
     }
     if (u.email_verified && u.email_otp_enabled) {
         out->outcome = AUTH_OTP_UNAVAILABLE;
-        goto out;
+        goto fail;
     }
-    struct lockout_flags flags = {0};
-    if (lockout_record_success(d->a.kv, u.id, m->client_ip, m->user_agent, &flags) != RC_OK) {
+    if (lockout_record_success(d->a.kv, u.id, m->client_ip, m->user_agent, &ok->flags) != RC_OK) {
         out->outcome = AUTH_LOCK_STORE_DOWN;
-        goto out;
+        goto fail;
     }
     maybe_rehash(d, &u, password);
+    ok->arena = a;
+    ok->u = u;
+    return true;
+fail:
+    arena_free(a);
+    return false;
+}
 
+void auth_login_finish(const struct auth_deps *d, const struct req_meta *m,
+                       struct auth_login_ok *ok, const char *audience, struct auth_result *out)
+{
+    memset(out, 0, sizeof *out);
+    const struct user *u = &ok->u;
+    struct db_conn *c = NULL;
+    struct auth_tokens t = {0};
+    json_t *scopes = json_array();
     int64_t now_us = time_now_us(), now_s = now_us / 1000000;
-    auds = audiences(d->a.cfg->app.service, blank_to_null(audience));
+    json_t *auds = audiences(d->a.cfg->app.service, blank_to_null(audience));
+    json_t *reasons = reasons_of(&ok->flags);
+    char *reasons_text = NULL, *state = NULL;
     struct issued iss;
-    if (issue_pair(d, &u, auds, scopes, now_s, now_s, &t, &iss) != RC_OK) {
+    if (issue_pair(d, u, auds, scopes, now_s, now_s, &t, &iss) != RC_OK) {
         out->outcome = AUTH_FAILED;
         goto out;
     }
     char sid[UUID_STR_LEN + 1], rowid[UUID_STR_LEN + 1];
     uuid_v4(sid);
     uuid_v4(rowid);
-    json_t *reasons = reasons_of(&flags);
-    char *reasons_text = json_dumps(reasons, JSON_COMPACT);
+    reasons_text = json_dumps(reasons, JSON_COMPACT);
     struct str ua = str_trim(str_of(m->user_agent));
-    char *ua_cut = ua.len ? arena_strndup(a, ua.p, ua.len > 512 ? 512 : ua.len) : NULL;
+    char *ua_cut = ua.len ? arena_strndup(ok->arena, ua.p, ua.len > 512 ? 512 : ua.len) : NULL;
     const char *ip = strcmp(m->client_ip, "unknown") ? m->client_ip : NULL;
     struct session_new sn = {
         .session_id = sid,
         .id = rowid,
-        .user_id = u.id,
+        .user_id = u->id,
         .hashed_refresh_token = iss.refresh_verifier,
         .auth_time_us = now_s * 1000000,
         .expires_at_us = now_us + (int64_t)d->a.cfg->jwt.refresh_token_ttl_seconds * 1000000,
         .now_us = now_us,
         .ip_address = ip,
         .user_agent = ua_cut,
-        .is_suspicious = flags.suspicious,
+        .is_suspicious = ok->flags.suspicious,
         .suspicious_reasons_json = reasons_text,
     };
-    rc = db_acquire(d->a.db, DB_WRITE, &c);
+    /* The session row and the durable copies of its state and the access
+     * binding commit together (as in refresh). */
+    state = state_json(u, scopes, auds, now_us, now_s * 1000000);
+    struct state_items si;
+    state_items(d, sid, state, &iss, now_s, &si);
+    bool stage_failed = false;
+    rc_t rc = db_acquire(d->a.db, DB_WRITE, &c);
+    if (!rc)
+        rc = db_begin(c);
     if (!rc)
         rc = sessions_insert(c, &sn);
+    if (!rc) {
+        stage_failed = kv_set_many_stage(d->a.kv, c, si.items, 2) != RC_OK;
+        rc = stage_failed ? RC_UNAVAILABLE : db_commit(c);
+    }
+    if (rc && c && db_in_tx(c))
+        db_rollback(c);
     db_release(c);
-    c = NULL;
-    free(reasons_text);
-    char *state = rc ? NULL : state_json(&u, scopes, auds, now_us, now_s * 1000000);
-    if (!rc)
-        rc = put_state(d, sid, state, &iss, now_s);
-    free(state);
+    if (!rc && kv_set_many_staged(d->a.kv, si.items, 2) != RC_OK) {
+        rc = RC_UNAVAILABLE;
+        stage_failed = true;
+    }
     if (rc) {
-        json_decref(reasons);
-        out->outcome = rc == RC_UNAVAILABLE ? AUTH_STORE_DOWN : AUTH_FAILED;
+        out->outcome = stage_failed || rc == RC_UNAVAILABLE ? AUTH_STORE_DOWN : AUTH_FAILED;
         goto out;
     }
     result_tokens(out, &t);
     struct audit_batch b = {.n = 0};
     /* Actors, targets and metadata as the catalogue of api-admin §9.4. */
-    batch_add(&b, m, "user.login.success", u.id, NULL, NULL,
+    batch_add(&b, m, "user.login.success", u->id, NULL, NULL,
               meta1("provider", json_string("password")));
-    if (flags.suspicious)
-        batch_add(&b, m, "user.login.suspicious", u.id, NULL, NULL,
-                  json_pack("{s:s, s:b, s:b, s:I}", "provider", "password", "new_ip", flags.new_ip,
-                            "new_user_agent", flags.new_user_agent, "prior_failures",
-                            (json_int_t)flags.prior_failures));
-    json_decref(reasons);
-    batch_add(&b, m, "session.created", u.id, sid, "session",
+    if (ok->flags.suspicious)
+        batch_add(&b, m, "user.login.suspicious", u->id, NULL, NULL,
+                  json_pack("{s:s, s:b, s:b, s:I}", "provider", "password", "new_ip",
+                            ok->flags.new_ip, "new_user_agent", ok->flags.new_user_agent,
+                            "prior_failures", (json_int_t)ok->flags.prior_failures));
+    batch_add(&b, m, "session.created", u->id, sid, "session",
               meta1("provider", json_string("password")));
-    batch_add(&b, m, "token.issued", u.id, NULL, NULL, token_issued_meta());
+    batch_add(&b, m, "token.issued", u->id, NULL, NULL, token_issued_meta());
     batch_write(d, &b);
 out:
     auth_tokens_free(&t);
+    json_decref(reasons);
+    free(reasons_text);
+    free(state);
     json_decref(auds);
     json_decref(scopes);
-    arena_free(a);
+    arena_free(ok->arena);
+    ok->arena = NULL;
+}
+
+void auth_login(const struct auth_deps *d, const struct req_meta *m, const char *email,
+                const char *password, const char *audience, struct auth_result *out)
+{
+    struct auth_login_ok ok;
+    if (auth_login_verify(d, m, email, password, out, &ok))
+        auth_login_finish(d, m, &ok, audience, out);
 }
 
 /* Session state JSON → scopes and audiences (defaults for missing fields,

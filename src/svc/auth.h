@@ -13,6 +13,9 @@
 #include <stdint.h>
 
 #include "svc/accounts.h"
+#include "store/users.h"
+#include "svc/lockout.h"
+#include "util/arena.h"
 
 struct crypto_keyed_hasher;
 
@@ -52,6 +55,22 @@ struct auth_result {
  * optional trimmed audience (NULL or "" adds nothing). */
 void auth_login(const struct auth_deps *d, const struct req_meta *m, const char *email,
                 const char *password, const char *audience, struct auth_result *out);
+
+/* auth_login in two halves, so the password-hashing pool only hashes:
+ * auth_login_verify (user lookup, lockout, password check, rehash) and
+ * auth_login_finish (tokens, session, state, audit), which can run on
+ * another thread. verify returns false with *out filled in (any outcome
+ * but AUTH_OK); true means the password checked out and *ok must be
+ * passed to auth_login_finish, which releases it. */
+struct auth_login_ok {
+    struct arena *arena; /* owns u's strings */
+    struct user u;
+    struct lockout_flags flags;
+};
+bool auth_login_verify(const struct auth_deps *d, const struct req_meta *m, const char *email,
+                       const char *password, struct auth_result *out, struct auth_login_ok *ok);
+void auth_login_finish(const struct auth_deps *d, const struct req_meta *m,
+                       struct auth_login_ok *ok, const char *audience, struct auth_result *out);
 /* §7.2: rotates the session of an opaque refresh token. */
 void auth_refresh(const struct auth_deps *d, const struct req_meta *m, const char *refresh_token,
                   struct auth_result *out);

@@ -577,12 +577,15 @@ class PgCluster:
         if cp.returncode != 0:
             raise RuntimeError(f"initdb failed ({cp.returncode}):\n{cp.stdout}\n{cp.stderr}")
 
-    def start(self, timeout: float = 60) -> "PgCluster":
+    def start(self, timeout: float = 60, durable: bool = False) -> "PgCluster":
+        """durable=False (tests) trades crash safety for speed; benchmarks
+        pass durable=True to run with PostgreSQL's own commit settings."""
         logf = open(self.log, "ab")
+        fast = [] if durable else ["-c", "fsync=off", "-c", "synchronous_commit=off",
+                                   "-c", "full_page_writes=off"]
         self.proc = subprocess.Popen(self._as_postgres(
             str(self.bindir / "postgres"), "-D", str(self.data), "-k", str(self.sock),
-            "-p", str(self.port), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off",
-            "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+            "-p", str(self.port), "-c", "listen_addresses=127.0.0.1", *fast,
             "-c", "max_connections=300"),
             cwd=str(self.root), stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
             start_new_session=True)
