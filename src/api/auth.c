@@ -21,7 +21,7 @@ struct login_input {
     const char *password;
     const char *audience; /* trimmed, may be "" */
     const char *refresh_token;
-    bool cookie_mode; /* answer with cookies (§8.2) */
+    bool cookie_mode;        /* answer with cookies (§8.2) */
     struct auth_login_ok ok; /* login_work → login_finish_work */
 };
 

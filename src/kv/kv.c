@@ -5,6 +5,7 @@
 #include "kv/kv.h"
 #include "kv/kv_int.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "util/log.h"
@@ -58,6 +59,24 @@ rc_t kv_get(struct kv *kv, const char *key, char **out)
     if (!klen)
         return RC_INVALID;
     return kv->ops->get(kv, key, klen, out);
+}
+
+rc_t kv_get_deref(struct kv *kv, const char *guard, const char *ref_key, const char *prefix,
+                  bool *out_guarded, char **out_ref, char **out_val)
+{
+    *out_guarded = false;
+    *out_ref = *out_val = NULL;
+    if (!key_len(guard) || !key_len(ref_key) || !prefix ||
+        strnlen(prefix, KV_KEY_MAX) >= KV_KEY_MAX)
+        return RC_INVALID;
+    rc_t rc = kv->ops->get_deref(kv, guard, ref_key, prefix, out_guarded, out_ref, out_val);
+    if (rc) {
+        free(*out_ref);
+        free(*out_val);
+        *out_ref = *out_val = NULL;
+        *out_guarded = false;
+    }
+    return rc;
 }
 
 static bool persisted(const struct kv *kv, const char *key)

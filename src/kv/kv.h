@@ -52,6 +52,15 @@ bool kv_is_shared(const struct kv *kv); /* true for Redis */
 /* *out is malloc'd (caller frees) or NULL when the key is absent/expired.
  * *out is set on every path (NULL on error). */
 rc_t kv_get(struct kv *kv, const char *key, char **out) WUR;
+/* One hop of indirection, in one round trip on Redis (a script): when
+ * `guard` exists (any kind) *out_guarded is set and nothing else is read;
+ * otherwise *out_ref = GET ref_key and, when present, *out_val = GET of
+ * prefix followed by *out_ref (absent when that key would be longer than
+ * KV_KEY_MAX). For token validation: the logout blocklist entry, the access
+ * binding and the session state it points to. Outputs are set on every
+ * path (NULL/false on error); the caller frees the strings. */
+rc_t kv_get_deref(struct kv *kv, const char *guard, const char *ref_key, const char *prefix,
+                  bool *out_guarded, char **out_ref, char **out_val) WUR;
 /* Stores a string, replacing any value and TTL (ttl_ms <= 0: none). */
 rc_t kv_set(struct kv *kv, const char *key, const char *val, int64_t ttl_ms) WUR;
 

@@ -38,6 +38,9 @@ struct kv_ops {
     bool shared;
     void (*close)(struct kv *kv);
     rc_t (*get)(struct kv *kv, const char *key, size_t klen, char **out);
+    /* kv_get_deref; outputs zeroed by kv.c, prefix shorter than KV_KEY_MAX. */
+    rc_t (*get_deref)(struct kv *kv, const char *guard, const char *ref_key, const char *prefix,
+                      bool *out_guarded, char **out_ref, char **out_val);
     /* nx: only when absent; *out_set tells whether it stored. */
     rc_t (*set)(struct kv *kv, const char *key, size_t klen, const char *val, int64_t ttl_ms,
                 bool nx, bool *out_set);

@@ -280,6 +280,27 @@ static rc_t mem_get(struct kv *kv, const char *key, size_t klen, char **out)
     return rc;
 }
 
+static rc_t mem_get_deref(struct kv *kv, const char *guard, const char *ref_key, const char *prefix,
+                          bool *out_guarded, char **out_ref, char **out_val)
+{
+    char *g = NULL;
+    rc_t rc = mem_get(kv, guard, strlen(guard), &g);
+    free(g);
+    if (rc == RC_CONFLICT || (rc == RC_OK && g)) {
+        *out_guarded = true; /* exists, whatever its kind */
+        return RC_OK;
+    }
+    if (rc)
+        return rc;
+    if ((rc = mem_get(kv, ref_key, strlen(ref_key), out_ref)) != RC_OK || !*out_ref)
+        return rc;
+    char key[KV_KEY_MAX + 1];
+    int n = snprintf(key, sizeof key, "%s%s", prefix, *out_ref);
+    if (n < 0 || (size_t)n > KV_KEY_MAX)
+        return RC_OK;
+    return mem_get(kv, key, (size_t)n, out_val);
+}
+
 static rc_t mem_set(struct kv *kv, const char *key, size_t klen, const char *val, int64_t ttl_ms,
                     bool nx, bool *out_set)
 {
@@ -595,6 +616,7 @@ static const struct kv_ops mem_ops = {
     .shared = false,
     .close = mem_close,
     .get = mem_get,
+    .get_deref = mem_get_deref,
     .set = mem_set,
     .del = mem_del,
     .getdel = mem_getdel,

@@ -42,6 +42,7 @@ enum script_id {
     SCRIPT_WINDOW,
     SCRIPT_SADD,
     SCRIPT_PFADD,
+    SCRIPT_DEREF,
     SCRIPT_COUNT
 };
 
@@ -70,6 +71,15 @@ static const char *const script_src[SCRIPT_COUNT] = {
     [SCRIPT_SADD] = "redis.call('SADD', KEYS[1], ARGV[1])\n"
                     "if ARGV[2] ~= '0' then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end\n"
                     "return redis.call('SCARD', KEYS[1])\n",
+    /* KEYS[1] = guard; ARGV: ref key, prefix, key length limit. The
+     * dereferenced key cannot be declared up front (it is read here):
+     * fine on a single Redis, which is what authd supports. */
+    [SCRIPT_DEREF] = "if redis.call('EXISTS', KEYS[1]) == 1 then return {1} end\n"
+                     "local ref = redis.call('GET', ARGV[1])\n"
+                     "if not ref then return {0} end\n"
+                     "local k = ARGV[2] .. ref\n"
+                     "if #k > tonumber(ARGV[3]) then return {0, ref} end\n"
+                     "return {0, ref, redis.call('GET', k)}\n",
     [SCRIPT_PFADD] = "redis.call('PFADD', KEYS[1], ARGV[1])\n"
                      "if ARGV[2] ~= '0' then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end\n"
                      "return redis.call('PFCOUNT', KEYS[1])\n",
@@ -571,6 +581,35 @@ static rc_t redis_getdel(struct kv *kv, const char *key, size_t klen, char **out
     return rc;
 }
 
+static rc_t redis_get_deref(struct kv *kv, const char *guard, const char *ref_key,
+                            const char *prefix, bool *out_guarded, char **out_ref, char **out_val)
+{
+    char limit[16];
+    snprintf(limit, sizeof limit, "%d", KV_KEY_MAX);
+    const char *args[] = {ref_key, prefix, limit};
+    redisReply *rep;
+    rc_t rc = call_script((struct kv_redis *)kv, SCRIPT_DEREF, guard, 3, args, &rep);
+    if (rc)
+        return rc;
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 1 || rep->elements > 3 ||
+        rep->element[0]->type != REDIS_REPLY_INTEGER) {
+        rc = unexpected(rep);
+    } else if (rep->element[0]->integer == 1) {
+        *out_guarded = true;
+    } else {
+        for (size_t i = 1; i < rep->elements && !rc; i++) {
+            const redisReply *e = rep->element[i];
+            char **dst = i == 1 ? out_ref : out_val;
+            if (e->type == REDIS_REPLY_STRING)
+                *dst = xstrndup(e->str, e->len);
+            else if (e->type != REDIS_REPLY_NIL)
+                rc = unexpected(rep);
+        }
+    }
+    freeReplyObject(rep);
+    return rc;
+}
+
 static rc_t redis_incr(struct kv *kv, const char *key, size_t klen, int64_t ttl_ms,
                        enum kv_ttl_mode mode, int64_t *out)
 {
@@ -712,6 +751,7 @@ static const struct kv_ops redis_ops = {
     .shared = true,
     .close = redis_close,
     .get = redis_get,
+    .get_deref = redis_get_deref,
     .set = redis_set,
     .del = redis_del,
     .getdel = redis_getdel,

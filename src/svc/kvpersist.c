@@ -39,10 +39,9 @@ static int sweep(void *ctx)
     return kv_entries_sweep(ctx);
 }
 
-const struct kv_persist_ops kvpersist_ops = {
-    .put = put,
-    .del = del,
-    .put_many = put_many,
-    .put_many_tx = put_many_tx,
-    .load = load,
-    .sweep = sweep};
+const struct kv_persist_ops kvpersist_ops = {.put = put,
+                                             .del = del,
+                                             .put_many = put_many,
+                                             .put_many_tx = put_many_tx,
+                                             .load = load,
+                                             .sweep = sweep};

@@ -144,3 +144,25 @@ def test_csrf_mints_token_and_cookie(app):
     assert cookie.startswith(f"__Host-auth_csrf={tok}; Path=/; SameSite=lax")
     assert "HttpOnly" not in cookie and "Max-Age" not in cookie
     assert app.get("/auth/csrf").json()["csrf_token"] != tok
+
+
+def test_validate_moves_an_old_last_seen_at(app, smtp, world, backend):
+    """api-core §6.7 step 5: validation sets last_seen_at when it is at least
+    60 s old (best effort, at most once a minute per session and instance)."""
+    from datetime import datetime, timezone
+    from adminlib import rows, sql
+    register(app, smtp, "seen@example.com")
+    t = login(app, "seen@example.com").json()
+    uid = rows(app, world, "SELECT id FROM users WHERE email = 'seen@example.com'")[0][0]
+    sid = rows(app, world, f"SELECT session_id FROM sessions WHERE user_id = '{uid}'")[0][0]
+    old = "2026-01-01T00:00:00.000000Z" if backend == "sqlite" else "2026-01-01 00:00:00+00"
+    sql(app, world, f"UPDATE sessions SET last_seen_at = '{old}' WHERE session_id = '{sid}'")
+
+    def last_seen():
+        v = rows(app, world, f"SELECT last_seen_at FROM sessions WHERE session_id = '{sid}'")[0][0]
+        return datetime.fromisoformat(v.replace("Z", "+00:00").replace(" ", "T"))
+
+    assert last_seen().month == 1
+    assert validate(app, t["access_token"]).status_code == 204
+    moved = last_seen()
+    assert abs((datetime.now(timezone.utc) - moved).total_seconds()) < 60, moved

@@ -774,7 +774,7 @@ static void test_write_fields(void **state)
     char id[UUID_STR_LEN + 1];
     const char *rid = db_res_get(r, 0, C_ID);
     assert_true(uuid_parse(rid, strlen(rid), id));
-    assert_string_equal(rid, id); /* canonical */
+    assert_string_equal(rid, id);   /* canonical */
     assert_int_equal(rid[14], '7'); /* time-ordered: inserts append to pk_audit_events */
     assert_col(r, C_ACTOR, "0e9ad4c4-3a0b-4e0e-9b53-0b1d9f0c6c11");
     assert_col(r, C_ATYPE, "user");

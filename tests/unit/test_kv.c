@@ -713,6 +713,73 @@ static void test_wrong_type(void **state)
     assert_ok(kv_del(f->kv, k));
 }
 
+/* kv_get_deref: guarded (any kind), no reference, a reference to an absent
+ * or expired value, a reference that would make an over-long key, and the
+ * whole hop; bad arguments refused with every output cleared. */
+static void test_get_deref(void **state)
+{
+    struct fx *f = *state;
+    char g[96], ref[96], pfx[96], target[200], w[96];
+    mk(f, g, sizeof g, "deref-guard");
+    mk(f, ref, sizeof ref, "deref-ref");
+    mk(f, pfx, sizeof pfx, "deref-val:");
+    mk(f, w, sizeof w, "deref-window");
+    bool guarded = true;
+    char *r = (char *)1, *v = (char *)1;
+    assert_ok(kv_get_deref(f->kv, g, ref, pfx, &guarded, &r, &v));
+    assert_false(guarded);
+    assert_null(r);
+    assert_null(v);
+    assert_ok(kv_set(f->kv, ref, "s1", 60000));
+    assert_ok(kv_get_deref(f->kv, g, ref, pfx, &guarded, &r, &v));
+    assert_string_equal(r, "s1");
+    assert_null(v);
+    free(r);
+    snprintf(target, sizeof target, "%ss1", pfx);
+    assert_ok(kv_set(f->kv, target, "{\"state\":1}", 60000));
+    assert_ok(kv_get_deref(f->kv, g, ref, pfx, &guarded, &r, &v));
+    assert_false(guarded);
+    assert_string_equal(r, "s1");
+    assert_string_equal(v, "{\"state\":1}");
+    free(r);
+    free(v);
+    /* The guard wins, and reads nothing else. */
+    assert_ok(kv_set(f->kv, g, "1", 60000));
+    assert_ok(kv_get_deref(f->kv, g, ref, pfx, &guarded, &r, &v));
+    assert_true(guarded);
+    assert_null(r);
+    assert_null(v);
+    assert_ok(kv_del(f->kv, g));
+    hit(f, w, 1000, 1000, 5, true, 0); /* a guard of another kind still exists */
+    assert_ok(kv_get_deref(f->kv, w, ref, pfx, &guarded, &r, &v));
+    assert_true(guarded);
+    /* A reference that expired, and one too long to follow. */
+    assert_ok(kv_set(f->kv, ref, "s1", 50));
+    usleep(120 * 1000);
+    assert_ok(kv_get_deref(f->kv, g, ref, pfx, &guarded, &r, &v));
+    assert_null(r);
+    assert_null(v);
+    char longref[KV_KEY_MAX + 1];
+    memset(longref, 'x', KV_KEY_MAX - 4);
+    longref[KV_KEY_MAX - 4] = '\0';
+    assert_ok(kv_set(f->kv, ref, longref, 60000));
+    assert_ok(kv_get_deref(f->kv, g, ref, pfx, &guarded, &r, &v));
+    assert_string_equal(r, longref);
+    assert_null(v);
+    free(r);
+    /* Bad arguments. */
+    guarded = true;
+    r = v = (char *)1;
+    assert_int_equal(kv_get_deref(f->kv, "", ref, pfx, &guarded, &r, &v), RC_INVALID);
+    assert_false(guarded);
+    assert_null(r);
+    assert_null(v);
+    assert_int_equal(kv_get_deref(f->kv, g, ref, NULL, &guarded, &r, &v), RC_INVALID);
+    assert_ok(kv_del(f->kv, ref));
+    assert_ok(kv_del(f->kv, target));
+    assert_ok(kv_del(f->kv, w));
+}
+
 /* Sets (data-model §10.3): add re-arms the TTL of the whole set, counts
  * distinct members, membership works; approx counts on both backends. */
 static void test_sets(void **state)
@@ -1138,6 +1205,7 @@ static void test_redis_unreachable(void **state)
         cmocka_unit_test_setup(test_window_expiry, per_test_setup),                                \
         cmocka_unit_test_setup(test_window_concurrent, per_test_setup),                            \
         cmocka_unit_test_setup(test_wrong_type, per_test_setup),                                   \
+        cmocka_unit_test_setup(test_get_deref, per_test_setup),                                    \
         cmocka_unit_test_setup(test_sets, per_test_setup),                                         \
         cmocka_unit_test_setup(test_invalid_args, per_test_setup),                                 \
         cmocka_unit_test_setup(test_many_keys, per_test_setup),                                    \
