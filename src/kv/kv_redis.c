@@ -34,6 +34,7 @@
 
 #include "util/log.h"
 #include "util/mem.h"
+#include "util/str.h"
 #include "util/uuid.h"
 
 enum script_id {
@@ -111,17 +112,6 @@ struct kv_redis {
 
 /* ---- URL ---- */
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Percent-decodes s[0..n) into a new string; false on a bad escape or NUL. */
 static bool pct_decode(const char *s, size_t n, char **out)
 {
@@ -130,8 +120,8 @@ static bool pct_decode(const char *s, size_t n, char **out)
     for (size_t i = 0; i < n; i++) {
         int c = (unsigned char)s[i];
         if (c == '%') {
-            int hi = n - i >= 3 ? hexval(s[i + 1]) : -1;
-            int lo = n - i >= 3 ? hexval(s[i + 2]) : -1;
+            int hi = n - i >= 3 ? str_hex_digit(s[i + 1]) : -1;
+            int lo = n - i >= 3 ? str_hex_digit(s[i + 2]) : -1;
             if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
                 xfree_secret(d, n + 1);
                 return false;

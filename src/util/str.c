@@ -119,7 +119,7 @@ bool str_parse_i64(const char *s, int64_t *out)
     return true;
 }
 
-static int hexval(char c)
+int str_hex_digit(char c)
 {
     if (c >= '0' && c <= '9')
         return c - '0';
@@ -137,8 +137,9 @@ bool str_form_decode(const char *s, size_t n, char *out, size_t cap)
         char c = s[i];
         if (c == '+') {
             c = ' ';
-        } else if (c == '%' && i + 2 < n && hexval(s[i + 1]) >= 0 && hexval(s[i + 2]) >= 0) {
-            c = (char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
+        } else if (c == '%' && i + 2 < n && str_hex_digit(s[i + 1]) >= 0 &&
+                   str_hex_digit(s[i + 2]) >= 0) {
+            c = (char)(str_hex_digit(s[i + 1]) * 16 + str_hex_digit(s[i + 2]));
             i += 2;
         }
         if (c == '\0' || o + 1 >= cap)

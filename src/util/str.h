@@ -28,6 +28,8 @@ size_t utf8_len(const char *s, size_t n);
 
 /* Strict decimal integer (optional leading '-', no spaces, no overflow). */
 bool str_parse_i64(const char *s, int64_t *out);
+/* Value of one hex digit (either case), or -1. */
+int str_hex_digit(char c);
 /* application/x-www-form-urlencoded decoding of s[0..n) into out (cap bytes
  * incl. the NUL): '+' is a space, %XX a byte, a malformed escape stays
  * literal (as Python's unquote_plus). False when the result does not fit,

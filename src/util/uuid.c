@@ -1,8 +1,8 @@
 /* UUID v4/v7 and kernel randomness (see uuid.h). */
 #define _GNU_SOURCE
 #include "util/uuid.h"
+#include "util/str.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,16 +75,6 @@ void uuid_v7(int64_t unix_ms, char out[UUID_STR_LEN + 1])
     format(b, out);
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    c = (char)tolower((unsigned char)c);
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
 bool uuid_parse(const char *s, size_t len, char out[UUID_STR_LEN + 1])
 {
     unsigned char b[16];
@@ -98,7 +88,7 @@ bool uuid_parse(const char *s, size_t len, char out[UUID_STR_LEN + 1])
                 return false;
             i++;
         }
-        int hi = hexval(s[i]), lo = hexval(s[i + 1]);
+        int hi = str_hex_digit(s[i]), lo = str_hex_digit(s[i + 1]);
         if (hi < 0 || lo < 0)
             return false;
         b[k] = (unsigned char)(hi << 4 | lo);
