@@ -15,7 +15,8 @@
  * Thread-safety: jwt_sign, jwt_verify and the accessors may be called from
  * any number of threads at once on shared objects (each call duplicates a
  * pre-initialised EVP_PKEY_CTX, which costs about 0.1 µs, so no thread-local
- * state is needed). _ref/_unref are atomic.
+ * state is needed). _ref/_unref are atomic. A jwt_memo is shared by any
+ * number of signers and sets and locks internally.
  * Errors: see each function. */
 #ifndef AUTHD_CRYPTO_JWT_H
 #define AUTHD_CRYPTO_JWT_H
@@ -31,6 +32,27 @@
 #define JWT_MAX_TOKEN_LEN (16 * 1024) /* longer tokens are invalid */
 #define JWT_IAT_LEEWAY_S 5            /* iat may be this far in the future */
 
+/* ---- signature memo ----------------------------------------------------- */
+
+/* Remembers, by SHA-256 of the whole token and a fingerprint of the key,
+ * tokens a signer produced or a set verified, so presenting the same bytes
+ * again skips the RSA operation (≈25 µs): a refresh token signed by this
+ * process and presented to the rate limiter, an access token validated
+ * over and over. Only the signature step is skipped; header, kid, times,
+ * type and audience are checked on every call, and a kid that left the set
+ * fails before the memo is consulted. Holds no token text. Bounded:
+ * JWT_MEMO_SLOTS direct-mapped slots (≈200 KiB), newer entries replace
+ * older ones. Reference-counted like signers and sets. */
+#define JWT_MEMO_SLOTS 4096 /* a power of two */
+
+struct jwt_memo;
+
+struct jwt_memo *jwt_memo_new(void);
+struct jwt_memo *jwt_memo_ref(struct jwt_memo *m);
+void jwt_memo_unref(struct jwt_memo *m);
+/* Signature checks answered from the memo so far (for tests and metrics). */
+uint64_t jwt_memo_hits(const struct jwt_memo *m);
+
 /* ---- signing ---------------------------------------------------------- */
 
 struct jwt_signer;
@@ -45,6 +67,9 @@ struct jwt_signer *jwt_signer_ref(struct jwt_signer *s);
 void jwt_signer_unref(struct jwt_signer *s);
 /* Borrowed, valid while the caller holds a reference. */
 const char *jwt_signer_kid(const struct jwt_signer *s);
+/* Every token s signs from now on is recorded in m (takes a reference;
+ * NULL detaches). Call before s is shared with other threads. */
+void jwt_signer_set_memo(struct jwt_signer *s, struct jwt_memo *m);
 
 /* Signs claims (a JSON object, rendered compact in its own member order) and
  * returns the compact JWS in *out (new string). About 230 µs for RSA-2048.
@@ -76,6 +101,9 @@ size_t jwt_keyset_count(const struct jwt_keyset *ks);
  * for rsakey_jwk_params (JWKS rendering) and must not be modified. */
 const char *jwt_keyset_kid(const struct jwt_keyset *ks, size_t i);
 const EVP_PKEY *jwt_keyset_key(const struct jwt_keyset *ks, size_t i);
+/* jwt_verify on ks consults m at step 4 and records tokens whose signature
+ * verified (takes a reference; NULL detaches). Call before ks is shared. */
+void jwt_keyset_set_memo(struct jwt_keyset *ks, struct jwt_memo *m);
 
 /* ---- verification ------------------------------------------------------ */
 
@@ -118,7 +146,8 @@ const char *jwt_reason_str(enum jwt_reason r);
  *     jku, x5u, jwk (decision) nor crit (RFC 7515: we understand no
  *     extension) header;
  *  3. kid a non-empty string naming a key of ks;
- *  4. RSASSA-PKCS1-v1_5 SHA-256 signature over the first two segments;
+ *  4. RSASSA-PKCS1-v1_5 SHA-256 signature over the first two segments
+ *     (or the exact token recorded in the set's memo for the same key);
  *  5. jti, iat, exp, sub present (JSON null counts as absent); iat and exp
  *     numbers; iat <= now_s + 5; nbf, when present, a number <= now_s;
  *  6. expired iff exp < now_s → "token_expired" / "Token has expired.";

@@ -59,6 +59,8 @@ struct keys {
     int64_t signer_checked_us;
     int64_t signer_fail_us;
     rc_t signer_fail_rc;
+    /* shared by every signer and set this cache builds */
+    struct jwt_memo *memo;
     struct keys_stats stats;
 };
 
@@ -475,6 +477,8 @@ static rc_t check_set_locked(struct keys *k)
     size_t jlen = 0;
     if (rc == RC_OK)
         rc = build_set(rows, n, &ks, &jwks, &jlen);
+    if (rc == RC_OK)
+        jwt_keyset_set_memo(ks, k->memo);
     if (rc != RC_OK)
         goto out;
     newfp = fingerprint_of(rows, n);
@@ -509,6 +513,8 @@ static rc_t signer_of(struct keys *k, const struct signing_key_row *row, struct 
     rc_t rc = envelope_open(k->ek, stored, strlen(stored), row->kid, strlen(row->kid), &pem, &len);
     if (rc == RC_OK)
         rc = jwt_signer_new(pem, len, row->kid, out);
+    if (rc == RC_OK)
+        jwt_signer_set_memo(*out, k->memo);
     xfree_secret(pem, len);
     if (rc != RC_OK) {
         log_kid(LOG_ERROR, "signing_key_unusable", row->kid, "part", "private_key");
@@ -927,6 +933,7 @@ rc_t keys_new(struct db *db, const struct config *cfg, const struct secrets *sec
     k->cfg = cfg;
     pthread_mutex_init(&k->mu, NULL);
     pthread_mutex_init(&k->load_mu, NULL);
+    k->memo = jwt_memo_new();
     const char *pass = sec && sec->signing_passphrase ? sec->signing_passphrase : "";
     rc = envelope_key_new(pass, strlen(pass), ENVELOPE_INFO_SIGNING_KEY, &k->ek);
     if (rc == RC_OK)
@@ -949,6 +956,7 @@ void keys_free(struct keys *k)
         return;
     jwt_keyset_unref(k->ks);
     jwt_signer_unref(k->signer);
+    jwt_memo_unref(k->memo);
     free(k->fp);
     free(k->jwks);
     envelope_key_free(k->ek);
@@ -963,4 +971,5 @@ void keys_stats(struct keys *k, struct keys_stats *out)
     out->set_loads = __atomic_load_n(&k->stats.set_loads, __ATOMIC_RELAXED);
     out->unknown_kid_rechecks = __atomic_load_n(&k->stats.unknown_kid_rechecks, __ATOMIC_RELAXED);
     out->signer_loads = __atomic_load_n(&k->stats.signer_loads, __ATOMIC_RELAXED);
+    out->memo_hits = jwt_memo_hits(k->memo);
 }

@@ -146,6 +146,7 @@ struct keys_stats {
     uint64_t set_loads;  /* key sets built from the database */
     uint64_t unknown_kid_rechecks;
     uint64_t signer_loads; /* private keys decrypted */
+    uint64_t memo_hits;    /* signature checks answered by the memo (jwt.h) */
 };
 void keys_stats(struct keys *k, struct keys_stats *out);
 

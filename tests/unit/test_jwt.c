@@ -1061,9 +1061,9 @@ static void test_keyset_refcount(void **st)
 
 /* ---- fuzzing and threads -------------------------------------------------- */
 
-static void test_jwt_mutation_fuzz(void **st)
+/* Every mutation of PYJWT_TOKEN must fail against ks. */
+static void mutation_fuzz(const struct jwt_keyset *ks)
 {
-    (void)st;
     size_t len = strlen(PYJWT_TOKEN);
     char *buf = xmalloc(len + 64);
     const char alphabet[] = "AZaz09-_.=+/ \x00\xff{}\"";
@@ -1093,7 +1093,7 @@ static void test_jwt_mutation_fuzz(void **st)
             continue;
         json_t *cl = (json_t *)1;
         struct jwt_error err;
-        rc_t rc = jwt_verify(fix_set, buf, n, "access", SERVICE_AUD, 1, 1767225600, &cl, &err);
+        rc_t rc = jwt_verify(ks, buf, n, "access", SERVICE_AUD, 1, 1767225600, &cl, &err);
         if (rc == RC_OK) /* only an unchanged header+payload+signature may pass */
             fail_msg("mutation %d accepted", iter);
         assert_null(cl);
@@ -1101,8 +1101,122 @@ static void test_jwt_mutation_fuzz(void **st)
     free(buf);
 }
 
+static void test_jwt_mutation_fuzz(void **st)
+{
+    (void)st;
+    mutation_fuzz(fix_set);
+    /* the same with the original recorded in a memo: no near miss of it
+     * may ride on the memo entry */
+    struct jwt_memo *m = jwt_memo_new();
+    struct jwt_key_input in = {PUB_KID, PUB_PEM, strlen(PUB_PEM)};
+    struct jwt_keyset *ks = NULL;
+    assert_int_equal(jwt_keyset_new(&in, 1, &ks), RC_OK);
+    jwt_keyset_set_memo(ks, m);
+    json_t *cl = NULL;
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(jwt_verify(ks, PYJWT_TOKEN, strlen(PYJWT_TOKEN), "access", SERVICE_AUD, 1,
+                                    1767225600, &cl, NULL),
+                         RC_OK);
+        json_decref(cl);
+    }
+    assert_int_equal(jwt_memo_hits(m), 1);
+    mutation_fuzz(ks);
+    assert_int_equal(jwt_memo_hits(m), 1);
+    jwt_keyset_unref(ks);
+    jwt_memo_unref(m);
+}
+
+/* ---- signature memo ------------------------------------------------------- */
+
+static void verify_expect(const struct jwt_keyset *ks, const char *tok, const char *type,
+                          int64_t now, enum jwt_reason want)
+{
+    json_t *cl = NULL;
+    struct jwt_error err;
+    rc_t rc = jwt_verify(ks, tok, strlen(tok), type, SERVICE_AUD, 1, now, &cl, &err);
+    assert_int_equal(err.reason, want);
+    assert_int_equal(rc, want == JWT_OK ? RC_OK : RC_INVALID);
+    json_decref(cl);
+}
+
+static void test_jwt_memo(void **st)
+{
+    (void)st;
+    struct jwt_memo *m = jwt_memo_new();
+    struct jwt_signer *s = NULL;
+    assert_int_equal(jwt_signer_new(PRIV_PEM, strlen(PRIV_PEM), PUB_KID, &s), RC_OK);
+    jwt_signer_set_memo(s, m);
+    struct jwt_key_input in = {PUB_KID, PUB_PEM, strlen(PUB_PEM)};
+    struct jwt_keyset *ks = NULL;
+    assert_int_equal(jwt_keyset_new(&in, 1, &ks), RC_OK);
+    jwt_keyset_set_memo(ks, m);
+    json_t *claims =
+        json_pack("{s:s,s:I,s:I,s:s,s:s,s:s}", "jti", "j-memo", "iat", (json_int_t)NOW, "exp",
+                  (json_int_t)NOW + 60, "sub", "u", "type", "refresh", "aud", "auth-service");
+    char *tok = NULL;
+    assert_int_equal(jwt_sign(s, claims, &tok), RC_OK);
+
+    /* a token this signer made verifies from the memo, every time */
+    verify_expect(ks, tok, "refresh", NOW, JWT_OK);
+    verify_expect(ks, tok, "refresh", NOW, JWT_OK);
+    assert_int_equal(jwt_memo_hits(m), 2);
+    /* the claims are still checked on a memo hit */
+    verify_expect(ks, tok, "refresh", NOW + 61, JWT_EXPIRED);
+    verify_expect(ks, tok, "access", NOW, JWT_BAD_TYPE);
+    assert_int_equal(jwt_memo_hits(m), 4);
+    /* same signing input, another signature: not the recorded bytes */
+    char *forged = xstrdup(tok);
+    size_t fl = strlen(forged);
+    forged[fl - 2] = forged[fl - 2] == 'A' ? 'B' : 'A';
+    verify_expect(ks, forged, "refresh", NOW, JWT_BAD_SIGNATURE);
+    assert_int_equal(jwt_memo_hits(m), 4);
+    free(forged);
+    /* the kid now names another key: the entry is bound to the old key */
+    struct jwt_key_input swapped = {PUB_KID, PUB2_PEM, strlen(PUB2_PEM)};
+    struct jwt_keyset *ks2 = NULL;
+    assert_int_equal(jwt_keyset_new(&swapped, 1, &ks2), RC_OK);
+    jwt_keyset_set_memo(ks2, m);
+    verify_expect(ks2, tok, "refresh", NOW, JWT_BAD_SIGNATURE);
+    /* the kid left the set (retired key): refused before the memo */
+    struct jwt_key_input other = {"other", PUB_PEM, strlen(PUB_PEM)};
+    struct jwt_keyset *ks3 = NULL;
+    assert_int_equal(jwt_keyset_new(&other, 1, &ks3), RC_OK);
+    jwt_keyset_set_memo(ks3, m);
+    verify_expect(ks3, tok, "refresh", NOW, JWT_UNKNOWN_KID);
+    assert_int_equal(jwt_memo_hits(m), 4);
+    /* a set without the memo always does the RSA check */
+    verify_expect(fix_set, tok, "refresh", NOW, JWT_OK);
+    assert_int_equal(jwt_memo_hits(m), 4);
+    /* a set whose memo was detached no longer records or consults */
+    jwt_keyset_set_memo(ks, NULL);
+    verify_expect(ks, tok, "refresh", NOW, JWT_OK);
+    assert_int_equal(jwt_memo_hits(m), 4);
+    /* bounded: far more tokens than slots, the newest still hit */
+    jwt_keyset_set_memo(ks, m);
+    char *last = NULL;
+    for (int i = 0; i < JWT_MEMO_SLOTS * 2; i++) {
+        free(last);
+        json_object_set_new(claims, "jti", json_integer(i));
+        assert_int_equal(jwt_sign(s, claims, &last), RC_OK);
+    }
+    uint64_t before = jwt_memo_hits(m);
+    verify_expect(ks, last, "refresh", NOW, JWT_OK);
+    assert_int_equal(jwt_memo_hits(m), before + 1);
+    free(last);
+
+    free(tok);
+    json_decref(claims);
+    jwt_signer_unref(s);
+    jwt_keyset_unref(ks);
+    jwt_keyset_unref(ks2);
+    jwt_keyset_unref(ks3);
+    jwt_memo_unref(m);
+    jwt_memo_unref(NULL);
+}
+
 struct thread_arg {
     struct jwt_signer *signer;
+    const struct jwt_keyset *ks;
     int ok;
 };
 
@@ -1114,14 +1228,14 @@ static void *worker(void *p)
                   (json_int_t)NOW + 60, "sub", "u", "type", "access", "aud", "auth-service");
     for (int i = 0; i < 300; i++) {
         json_t *cl = NULL;
-        if (jwt_verify(fix_set, PYJWT_TOKEN, strlen(PYJWT_TOKEN), "access", SERVICE_AUD, 1,
+        if (jwt_verify(a->ks, PYJWT_TOKEN, strlen(PYJWT_TOKEN), "access", SERVICE_AUD, 1,
                        1767225600, &cl, NULL) == RC_OK)
             a->ok++;
         json_decref(cl);
         if (i % 20 == 0) {
             char *tok = NULL;
             if (jwt_sign(a->signer, claims, &tok) == RC_OK &&
-                jwt_verify(fix_set, tok, strlen(tok), "access", SERVICE_AUD, 1, NOW, &cl, NULL) ==
+                jwt_verify(a->ks, tok, strlen(tok), "access", SERVICE_AUD, 1, NOW, &cl, NULL) ==
                     RC_OK)
                 a->ok++;
             json_decref(cl);
@@ -1132,16 +1246,25 @@ static void *worker(void *p)
     return NULL;
 }
 
+/* Half the threads verify against the plain fixture set, half against a
+ * set sharing a memo with the signer. */
 static void test_jwt_threads(void **st)
 {
     (void)st;
+    struct jwt_memo *m = jwt_memo_new();
     struct jwt_signer *s = NULL;
     assert_int_equal(jwt_signer_new(PRIV_PEM, strlen(PRIV_PEM), PUB_KID, &s), RC_OK);
+    jwt_signer_set_memo(s, m);
+    struct jwt_key_input in = {PUB_KID, PUB_PEM, strlen(PUB_PEM)};
+    struct jwt_keyset *ks = NULL;
+    assert_int_equal(jwt_keyset_new(&in, 1, &ks), RC_OK);
+    jwt_keyset_set_memo(ks, m);
+    jwt_memo_unref(m); /* the signer and the set hold it */
     enum { NT = 4 };
     pthread_t th[NT];
     struct thread_arg args[NT];
     for (int i = 0; i < NT; i++) {
-        args[i] = (struct thread_arg){jwt_signer_ref(s), 0};
+        args[i] = (struct thread_arg){jwt_signer_ref(s), i % 2 ? ks : fix_set, 0};
         assert_int_equal(pthread_create(&th[i], NULL, worker, &args[i]), 0);
     }
     jwt_signer_unref(s); /* the threads hold the remaining references */
@@ -1150,6 +1273,7 @@ static void test_jwt_threads(void **st)
         assert_int_equal(args[i].ok, 300 + 15);
         jwt_signer_unref(args[i].signer);
     }
+    jwt_keyset_unref(ks);
 }
 
 static void test_reason_names(void **st)
@@ -1170,7 +1294,7 @@ int main(void)
         cmocka_unit_test(test_jwt_pyjwt_interop), cmocka_unit_test(test_jwt_sign_roundtrip),
         cmocka_unit_test(test_keyset_build),      cmocka_unit_test(test_keyset_refcount),
         cmocka_unit_test(test_jwt_mutation_fuzz), cmocka_unit_test(test_jwt_threads),
-        cmocka_unit_test(test_reason_names),
+        cmocka_unit_test(test_reason_names),      cmocka_unit_test(test_jwt_memo),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
