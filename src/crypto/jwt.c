@@ -627,8 +627,8 @@ static bool plain_header(const unsigned char *h, size_t n, const char **kid, siz
  * already signed or verified (the memo) skips the RSA operation: the same
  * bytes under the same key verify the same way every time. */
 static bool signature_ok(const struct jwt_keyset *ks, const struct prepared_key *k,
-                         const char *token, size_t token_len, size_t input_len,
-                         const char *sig_b64, size_t sig_len)
+                         const char *token, size_t token_len, size_t input_len, const char *sig_b64,
+                         size_t sig_len)
 {
     unsigned char sig[SIG_MAX], digest[CRYPTO_SHA256_LEN], tag[CRYPTO_SHA256_LEN];
     bool tagged = ks->memo && sha256_evp(ks->sha256, token, token_len, tag);
