@@ -27,7 +27,8 @@ struct http_server {
     int n_allowed;
     bool allow_all;
     struct MHD_Daemon *daemon;
-    MHD_socket quiesced_fd; /* listen socket after quiesce, closed at free */
+    int listen_fd; /* ours (MHD_OPTION_LISTEN_SOCKET); the daemon closes it */
+    bool quiesced;
     int port;
     http_metrics_extra_fn extra;
     void *extra_ctx;

@@ -26,6 +26,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -337,7 +340,7 @@ struct http_server *http_server_new(const struct http_opts *opts, const struct h
                                     size_t nroutes)
 {
     struct http_server *s = xcalloc(1, sizeof *s);
-    s->quiesced_fd = MHD_INVALID_SOCKET;
+    s->listen_fd = -1;
     s->opts = *opts;
     s->routes = routes;
     s->nroutes = nroutes;
@@ -382,29 +385,66 @@ static rc_t resolve_bind(const char *host, int port, struct sockaddr_storage *ss
     return RC_OK;
 }
 
+/* The listening socket is ours, so quiescing can close it without
+ * MHD_quiesce_daemon (see http_server_quiesce). Options as libmicrohttpd
+ * sets them on its own sockets: SO_REUSEADDR, IPv6-only for an IPv6
+ * address, non-blocking. */
+static rc_t open_listener(const struct sockaddr_storage *ss, int *out)
+{
+    socklen_t len = ss->ss_family == AF_INET6 ? (socklen_t)sizeof(struct sockaddr_in6)
+                                              : (socklen_t)sizeof(struct sockaddr_in);
+    int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return RC_IO;
+    int on = 1;
+    bool ok = setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) == 0 &&
+              (ss->ss_family != AF_INET6 ||
+               setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof on) == 0) &&
+              bind(fd, (const struct sockaddr *)ss, len) == 0 && listen(fd, 1024) == 0;
+    if (!ok) {
+        close(fd);
+        return RC_IO;
+    }
+    *out = fd;
+    return RC_OK;
+}
+
+static int bound_port(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
+        return -1;
+    if (ss.ss_family == AF_INET6)
+        return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+}
+
 rc_t http_server_start(struct http_server *s)
 {
     struct sockaddr_storage ss;
     if (resolve_bind(s->opts.host, s->opts.port, &ss) != RC_OK)
         return RC_INVALID;
+    int fd;
+    if (open_listener(&ss, &fd) != RC_OK)
+        return RC_IO;
     unsigned flags =
         MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC | MHD_USE_ERROR_LOG;
-    if (ss.ss_family == AF_INET6)
-        flags |= MHD_USE_IPv6;
     size_t conn_memory = s->opts.max_header_bytes * 4;
     if (conn_memory < CONN_MEMORY_MIN)
         conn_memory = CONN_MEMORY_MIN;
     s->daemon = MHD_start_daemon(
-        flags, (uint16_t)s->opts.port, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER,
-        on_log, s, MHD_OPTION_SOCK_ADDR, &ss, MHD_OPTION_THREAD_POOL_SIZE,
+        flags, 0, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, on_log, s,
+        MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd, MHD_OPTION_THREAD_POOL_SIZE,
         (unsigned)(s->opts.threads > 0 ? s->opts.threads : 1), MHD_OPTION_CONNECTION_TIMEOUT,
         (unsigned)s->opts.connection_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT, conn_memory,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
-        MHD_OPTION_END);
-    if (!s->daemon)
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_END);
+    if (!s->daemon) {
+        close(fd);
         return RC_IO;
-    const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
-    s->port = di ? di->port : s->opts.port;
+    }
+    s->listen_fd = fd;
+    s->port = bound_port(fd);
     return RC_OK;
 }
 
@@ -415,18 +455,25 @@ int http_server_port(const struct http_server *s)
 
 void http_server_quiesce(struct http_server *s)
 {
-    if (!s->daemon)
+    if (!s->daemon || s->quiesced)
         return;
-    /* The pool threads drop the listen socket from their epoll sets
-     * asynchronously after this call; closing it now made a thread's
-     * EPOLL_CTL_DEL fail with EBADF, which libmicrohttpd treats as fatal.
-     * shutdown() stops listening at once (new connections are refused) and
-     * the descriptor stays valid until the daemon has stopped. */
-    if (s->quiesced_fd != MHD_INVALID_SOCKET)
+    /* Not MHD_quiesce_daemon: with a thread pool, libmicrohttpd 0.9.75
+     * removes the listen socket from each worker's epoll set from this
+     * thread while the worker, told to quiesce a moment earlier, may be
+     * removing it too; the loser's ENOENT is fatal (MHD_PANIC, abort).
+     * Replacing the descriptor with an eventfd that never fires closes
+     * the listening socket instead: the kernel drops it from every epoll
+     * set and refuses new connections, and the workers, which still think
+     * it registered, never see an event on the new file. The daemon
+     * closes the eventfd at stop. */
+    int dummy = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (dummy < 0)
         return;
-    s->quiesced_fd = MHD_quiesce_daemon(s->daemon);
-    if (s->quiesced_fd != MHD_INVALID_SOCKET)
-        (void)shutdown(s->quiesced_fd, SHUT_RDWR);
+    if (dup2(dummy, s->listen_fd) >= 0) {
+        (void)fcntl(s->listen_fd, F_SETFD, FD_CLOEXEC);
+        s->quiesced = true;
+    }
+    close(dummy);
 }
 
 int http_server_inflight(const struct http_server *s)
@@ -440,8 +487,6 @@ void http_server_free(struct http_server *s)
         return;
     if (s->daemon)
         MHD_stop_daemon(s->daemon);
-    if (s->quiesced_fd != MHD_INVALID_SOCKET)
-        close(s->quiesced_fd);
     metrics_free(s->metrics);
     cidrset_free(s->trusted);
     router_free(s->router);
