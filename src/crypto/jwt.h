@@ -13,11 +13,11 @@
  * values returned through out parameters belong to the caller (free /
  * json_decref).
  * Thread-safety: jwt_sign, jwt_verify and the accessors may be called from
- * any number of threads at once on shared objects (each call duplicates a
- * pre-initialised EVP_PKEY_CTX, which costs about 0.1 µs, so no thread-local
- * state is needed). _ref/_unref are atomic. A jwt_memo is shared by any
- * number of signers and sets and locks internally.
- * Errors: see each function. */
+ * any number of threads at once on shared objects (a verify duplicates a
+ * pre-initialised EVP_PKEY_CTX, about 0.1 µs; a signer keeps 8 private
+ * copies of its key, each with its own context, and a sign locks one). _ref/_unref are atomic. A
+ * jwt_memo is shared by any number of signers and sets and locks internally. Errors: see each
+ * function. */
 #ifndef AUTHD_CRYPTO_JWT_H
 #define AUTHD_CRYPTO_JWT_H
 

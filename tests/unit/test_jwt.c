@@ -1247,7 +1247,8 @@ static void *worker(void *p)
 }
 
 /* Half the threads verify against the plain fixture set, half against a
- * set sharing a memo with the signer. */
+ * set sharing a memo with the signer; more threads than the signer has key
+ * slots, so some signs wait for a slot. */
 static void test_jwt_threads(void **st)
 {
     (void)st;
@@ -1260,7 +1261,7 @@ static void test_jwt_threads(void **st)
     assert_int_equal(jwt_keyset_new(&in, 1, &ks), RC_OK);
     jwt_keyset_set_memo(ks, m);
     jwt_memo_unref(m); /* the signer and the set hold it */
-    enum { NT = 4 };
+    enum { NT = 12 };
     pthread_t th[NT];
     struct thread_arg args[NT];
     for (int i = 0; i < NT; i++) {
