@@ -216,14 +216,14 @@ rc_t jwt_signer_new(const char *private_pem, size_t len, const char *kid, struct
         return rc;
     struct jwt_signer *s = xcalloc(1, sizeof *s);
     atomic_init(&s->refs, 1);
+    for (int i = 0; i < SIGN_SLOTS; i++)
+        pthread_mutex_init(&s->slot[i].mu, NULL);
     s->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
     if (!s->sha256) {
         EVP_PKEY_free(pkey);
         rc = RC_CRYPTO;
         goto out;
     }
-    for (int i = 0; i < SIGN_SLOTS; i++)
-        pthread_mutex_init(&s->slot[i].mu, NULL);
     rc = prepare_key(pkey, s->sha256, true, &s->key);
     if (rc) {
         EVP_PKEY_free(pkey);
