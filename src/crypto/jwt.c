@@ -92,7 +92,11 @@ struct jwt_keyset {
 /* ---- shared helpers ---------------------------------------------------- */
 
 static bool sha256_evp(const EVP_MD *md, const void *data, size_t n,
-                       unsigned char out[CRYPTO_SHA256_LEN]);
+                       unsigned char out[CRYPTO_SHA256_LEN])
+{
+    unsigned int len = 0;
+    return EVP_Digest(data, n, out, &len, md, NULL) == 1 && len == CRYPTO_SHA256_LEN;
+}
 
 /* The memo binds an entry to the key itself, not to its kid: a set that
  * maps the same kid to another key never matches an old entry. */
@@ -129,13 +133,6 @@ static void release_key(struct prepared_key *k)
     EVP_PKEY_CTX_free(k->tmpl);
     EVP_PKEY_free(k->pkey);
     free(k->kid);
-}
-
-static bool sha256_evp(const EVP_MD *md, const void *data, size_t n,
-                       unsigned char out[CRYPTO_SHA256_LEN])
-{
-    unsigned int len = 0;
-    return EVP_Digest(data, n, out, &len, md, NULL) == 1 && len == CRYPTO_SHA256_LEN;
 }
 
 /* ---- signature memo ---------------------------------------------------- */
@@ -360,7 +357,7 @@ rc_t jwt_sign(const struct jwt_signer *s, const json_t *claims, char **out)
     tok[input_len] = '.';
     crypto_b64_encode(CRYPTO_B64_URL, sig, sig_len, tok + input_len + 1);
     unsigned char tag[CRYPTO_SHA256_LEN];
-    if (s->memo && sha256_evp(s->sha256, tok, strlen(tok), tag))
+    if (s->memo && sha256_evp(s->sha256, tok, input_len + 1 + s64, tag))
         memo_put(s->memo, tag, s->key.fp);
     *out = tok;
     tok = NULL;

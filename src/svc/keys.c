@@ -477,10 +477,9 @@ static rc_t check_set_locked(struct keys *k)
     size_t jlen = 0;
     if (rc == RC_OK)
         rc = build_set(rows, n, &ks, &jwks, &jlen);
-    if (rc == RC_OK)
-        jwt_keyset_set_memo(ks, k->memo);
     if (rc != RC_OK)
         goto out;
+    jwt_keyset_set_memo(ks, k->memo);
     newfp = fingerprint_of(rows, n);
     __atomic_add_fetch(&k->stats.set_loads, 1, __ATOMIC_RELAXED);
     lock(&k->mu);

@@ -1139,17 +1139,23 @@ static void verify_expect(const struct jwt_keyset *ks, const char *tok, const ch
     json_decref(cl);
 }
 
+/* A signer and a one-key set for PRIV_PEM/PUB_PEM sharing memo m. */
+static void memo_pair(struct jwt_memo *m, struct jwt_signer **s, struct jwt_keyset **ks)
+{
+    assert_int_equal(jwt_signer_new(PRIV_PEM, strlen(PRIV_PEM), PUB_KID, s), RC_OK);
+    jwt_signer_set_memo(*s, m);
+    struct jwt_key_input in = {PUB_KID, PUB_PEM, strlen(PUB_PEM)};
+    assert_int_equal(jwt_keyset_new(&in, 1, ks), RC_OK);
+    jwt_keyset_set_memo(*ks, m);
+}
+
 static void test_jwt_memo(void **st)
 {
     (void)st;
     struct jwt_memo *m = jwt_memo_new();
     struct jwt_signer *s = NULL;
-    assert_int_equal(jwt_signer_new(PRIV_PEM, strlen(PRIV_PEM), PUB_KID, &s), RC_OK);
-    jwt_signer_set_memo(s, m);
-    struct jwt_key_input in = {PUB_KID, PUB_PEM, strlen(PUB_PEM)};
     struct jwt_keyset *ks = NULL;
-    assert_int_equal(jwt_keyset_new(&in, 1, &ks), RC_OK);
-    jwt_keyset_set_memo(ks, m);
+    memo_pair(m, &s, &ks);
     json_t *claims =
         json_pack("{s:s,s:I,s:I,s:s,s:s,s:s}", "jti", "j-memo", "iat", (json_int_t)NOW, "exp",
                   (json_int_t)NOW + 60, "sub", "u", "type", "refresh", "aud", "auth-service");
@@ -1254,12 +1260,8 @@ static void test_jwt_threads(void **st)
     (void)st;
     struct jwt_memo *m = jwt_memo_new();
     struct jwt_signer *s = NULL;
-    assert_int_equal(jwt_signer_new(PRIV_PEM, strlen(PRIV_PEM), PUB_KID, &s), RC_OK);
-    jwt_signer_set_memo(s, m);
-    struct jwt_key_input in = {PUB_KID, PUB_PEM, strlen(PUB_PEM)};
     struct jwt_keyset *ks = NULL;
-    assert_int_equal(jwt_keyset_new(&in, 1, &ks), RC_OK);
-    jwt_keyset_set_memo(ks, m);
+    memo_pair(m, &s, &ks);
     jwt_memo_unref(m); /* the signer and the set hold it */
     enum { NT = 12 };
     pthread_t th[NT];
