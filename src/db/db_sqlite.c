@@ -19,6 +19,7 @@
  * holds the one write slot, which stalled every writer behind a disk flush
  * (measured: ~20% of both cores idle under the refresh benchmark). */
 #include "db/db_int.h"
+#include "db/walbuf.h"
 #include "util/log.h"
 #include "util/mem.h"
 #include "util/thread.h"
@@ -312,7 +313,7 @@ static rc_t conn_open(struct db *db, struct sq_conn *c, const char *path, bool r
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE |
                 (reader ? 0 : SQLITE_OPEN_CREATE);
     c->base.db = db;
-    int e = sqlite3_open_v2(path, &c->h, flags, NULL);
+    int e = sqlite3_open_v2(path, &c->h, flags, walbuf_vfs_name());
     if (e != SQLITE_OK) {
         log_msg(LOG_ERROR, "db_open_failed", "sqlite: %s",
                 c->h ? sqlite3_errmsg(c->h) : sqlite3_errstr(e));
@@ -419,8 +420,8 @@ static void *ckpt_main(void *arg)
 static rc_t ckpt_start(struct db *db, struct sq_db *s, const char *path)
 {
     struct sq_ckpt *k = &s->ckpt;
-    if (sqlite3_open_v2(path, &k->h, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
-        SQLITE_OK) {
+    if (sqlite3_open_v2(path, &k->h, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
+                        walbuf_vfs_name()) != SQLITE_OK) {
         log_msg(LOG_ERROR, "db_open_failed", "sqlite: checkpoint connection: %s",
                 k->h ? sqlite3_errmsg(k->h) : "out of memory");
         sqlite3_close(k->h);
