@@ -476,7 +476,6 @@ void auth_refresh(const struct auth_deps *d, const struct req_meta *m, const cha
     struct issued iss;
     int64_t now_us = time_now_us(), now_s = now_us / 1000000;
     crypto_keyed_hasher_hex(d->refresh_hasher, refresh_token, strlen(refresh_token), verifier);
-    crypto_sha256_hex(refresh_token, strlen(refresh_token), legacy);
 
     /* Read and check without holding the writer; sign outside any
      * transaction; then one compare-and-swap UPDATE decides which of two
@@ -485,7 +484,8 @@ void auth_refresh(const struct auth_deps *d, const struct req_meta *m, const cha
     rc_t rc = db_acquire(d->a.db, DB_READ, &c);
     if (!rc) {
         rc = sessions_find_by_verifier(c, a, verifier, &s);
-        if (rc == RC_NOT_FOUND) {
+        if (rc == RC_NOT_FOUND) { /* data-model §11.1: the unkeyed form of imported rows */
+            crypto_sha256_hex(refresh_token, strlen(refresh_token), legacy);
             matched = legacy;
             rc = sessions_find_by_verifier(c, a, legacy, &s);
         }
@@ -596,13 +596,14 @@ void auth_logout(const struct auth_deps *d, const struct req_meta *m, const char
     json_int_t exp = json_integer_value(json_object_get(claims, "exp"));
     char verifier[65], legacy[65], key[160];
     crypto_keyed_hasher_hex(d->refresh_hasher, refresh_token, strlen(refresh_token), verifier);
-    crypto_sha256_hex(refresh_token, strlen(refresh_token), legacy);
     struct session_row s;
     rc = db_acquire(d->a.db, DB_READ, &c);
     if (!rc) {
         rc = sessions_find_by_verifier(c, a, verifier, &s);
-        if (rc == RC_NOT_FOUND)
+        if (rc == RC_NOT_FOUND) {
+            crypto_sha256_hex(refresh_token, strlen(refresh_token), legacy);
             rc = sessions_find_by_verifier(c, a, legacy, &s);
+        }
     }
     db_release(c);
     c = NULL;

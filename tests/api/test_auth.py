@@ -366,6 +366,51 @@ def test_bcrypt_hash_verifies_and_is_rehashed(app, smtp, backend):
     assert login(app, "imported@example.com", "Legacy!pass1").status_code == 200
 
 
+def test_imported_unkeyed_refresh_verifier_rotates_to_keyed(app, smtp, backend):
+    """data-model §11.1: a session row holding the unkeyed verifier (lowercase
+    hex SHA-256 of the raw token, from an imported user base) still refreshes;
+    the rotation stores the keyed form. Logout finds such a row too."""
+    if backend != "sqlite":
+        pytest.skip("plants an imported verifier through the SQLite file")
+    import hashlib
+    import sqlite3
+    register(app, smtp, "unkeyed@example.com")
+    db = app.env["DATABASE__URL"][len("sqlite:///"):]
+
+    def plant(token):
+        unkeyed = hashlib.sha256(token.encode()).hexdigest()
+        con = sqlite3.connect(db)
+        with con:
+            n = con.execute("UPDATE sessions SET hashed_refresh_token = ? "
+                            "WHERE hashed_refresh_token != ? AND user_id = "
+                            "(SELECT id FROM users WHERE email = 'unkeyed@example.com') "
+                            "AND revoked_at IS NULL", (unkeyed, unkeyed)).rowcount
+        con.close()
+        assert n == 1
+        return unkeyed
+
+    first = login(app, "unkeyed@example.com").json()
+    unkeyed = plant(first["refresh_token"])
+    r = app.post("/auth/token", json={"refresh_token": first["refresh_token"]})
+    assert r.status_code == 200, r.text
+    con = sqlite3.connect(db)
+    stored = con.execute("SELECT hashed_refresh_token FROM sessions WHERE user_id = "
+                         "(SELECT id FROM users WHERE email = 'unkeyed@example.com')"
+                         ).fetchone()[0]
+    con.close()
+    assert stored != unkeyed and len(stored) == 64
+    assert stored != hashlib.sha256(r.json()["refresh_token"].encode()).hexdigest()
+    # the unkeyed token was spent by the rotation
+    again = app.post("/auth/token", json={"refresh_token": first["refresh_token"]})
+    assert again.status_code == 401 and again.json()["code"] == "session_expired"
+    rotated = r.json()
+    plant(rotated["refresh_token"])
+    out = app.post("/auth/logout", json={"refresh_token": rotated["refresh_token"]},
+                   headers={"Authorization": "Bearer " + rotated["access_token"]})
+    assert out.status_code == 204, out.text
+    assert validate(app, rotated["access_token"]).status_code == 401
+
+
 def test_saturated_hashing_pool_answers_503_service_busy(authd, smtp):
     import concurrent.futures
     app = authd({"EMAIL__MAILHOG_HOST": smtp.host, "EMAIL__MAILHOG_PORT": str(smtp.port),
