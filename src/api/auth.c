@@ -325,18 +325,14 @@ static void token(struct http_req *r)
         http_req_offload(r, app->blocking, refresh_work, app->cfg->password_hash.queue_timeout_ms);
         return;
     }
-    size_t len;
-    const char *raw = http_req_body(r, &len);
-    json_t *body = json_loadb(raw, len, JSON_REJECT_DUPLICATES, NULL);
+    json_t *body = http_req_body_json(r); /* borrowed; the rate-limit hook parsed it */
     json_t *rt = json_object_get(body, "refresh_token");
     if (!json_is_object(body) || !json_is_string(rt) ||
         utf8_len(json_string_value(rt), strlen(json_string_value(rt))) < 16) {
-        json_decref(body);
         http_reply_invalid(r, "refresh_token: a string of at least 16 characters is required");
         return;
     }
     in->refresh_token = arena_strdup(http_req_arena(r), json_string_value(rt));
-    json_decref(body);
     http_req_set_ctx(r, in);
     http_req_offload(r, app->blocking, refresh_work, app->cfg->password_hash.queue_timeout_ms);
 }

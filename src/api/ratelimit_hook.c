@@ -43,6 +43,10 @@ static void caller_of(struct http_req *r, const struct config *cfg, const char *
         c->refresh_cookie = http_req_cookie(r, cfg->browser_sessions.refresh_cookie_name);
     c->content_type = http_req_header(r, "Content-Type");
     c->body = http_req_body(r, &c->body_len);
+    /* Parsed here once; the /auth/token handler reads the same parse (a
+     * form-encoded body fails at its first byte and is left to the form
+     * rule). */
+    c->body_json = http_req_body_json(r);
 }
 
 static void log_unavailable(struct http_req *r, const char *path, rc_t rc)

@@ -117,6 +117,11 @@ const char *http_req_param(struct http_req *r, const char *name);
 json_t *http_req_json(struct http_req *r);
 /* Raw body for ROUTE_RAW_BODY/ROUTE_JSON_BODY routes ("" when none). */
 const char *http_req_body(const struct http_req *r, size_t *out_len);
+/* The raw body parsed as JSON (duplicate keys refused), parsed at the
+ * first call and kept for the request, so the rate-limit hook and the
+ * handler of a raw-body route share one parse. Any JSON value; NULL when
+ * the body is empty or not valid JSON. Borrowed, freed with the request. */
+json_t *http_req_body_json(struct http_req *r);
 const char *http_req_client_ip(const struct http_req *r); /* canonical or "unknown" */
 const char *http_req_corr_id(const struct http_req *r);
 bool http_req_development(const struct http_req *r);

@@ -48,6 +48,8 @@ struct http_req {
     size_t body_seen;
     bool body_too_large;
     json_t *json;
+    json_t *body_json; /* http_req_body_json, once body_json_done */
+    bool body_json_done;
     char corr_id[129];
     char client_ip[IP_STR_MAX];
 

@@ -70,6 +70,16 @@ json_t *http_req_json(struct http_req *r)
     return r->json;
 }
 
+json_t *http_req_body_json(struct http_req *r)
+{
+    if (!r->body_json_done) {
+        r->body_json_done = true;
+        if (r->body.len > 0)
+            r->body_json = json_loadb(r->body.data, r->body.len, JSON_REJECT_DUPLICATES, NULL);
+    }
+    return r->body_json;
+}
+
 const char *http_req_body(const struct http_req *r, size_t *out_len)
 {
     *out_len = r->body.len;

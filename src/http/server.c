@@ -50,6 +50,8 @@ static void req_free(struct http_req *r)
         return;
     if (r->json)
         json_decref(r->json);
+    if (r->body_json)
+        json_decref(r->body_json);
     buf_free(&r->body);
     arena_free(r->arena);
     free(r);

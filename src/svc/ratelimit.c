@@ -191,8 +191,14 @@ static bool token_path_identity(struct keys *keys, const struct ratelimit_caller
         snprintf(out, RATELIMIT_IDENTITY_MAX, "user:%s", v);
         return true;
     }
-    json_t *holder;
-    const char *rt = json_refresh_token(body, c->body_len, &holder);
+    json_t *holder = NULL;
+    const char *rt = NULL;
+    if (c->body_json) {
+        json_t *field = json_object_get(c->body_json, "refresh_token");
+        rt = json_is_string(field) ? json_string_value(field) : NULL;
+    } else {
+        rt = json_refresh_token(body, c->body_len, &holder);
+    }
     bool ok = rt && verified_subject(keys, rt, "refresh", now_s, v, keys_failed);
     json_decref(holder);
     if (ok)

@@ -19,6 +19,8 @@
 #ifndef AUTHD_SVC_RATELIMIT_H
 #define AUTHD_SVC_RATELIMIT_H
 
+#include <jansson.h>
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -50,6 +52,9 @@ struct ratelimit_caller {
     const char *content_type;   /* Content-Type; /auth/token only */
     const char *body;           /* raw body, body_len bytes; /auth/token only */
     size_t body_len;
+    /* The body already parsed as JSON by the caller (duplicate keys refused),
+     * used instead of parsing body again; NULL: body is parsed here. */
+    json_t *body_json;
 };
 
 enum ratelimit_verdict {

@@ -763,6 +763,19 @@ static void test_identity_token_endpoint(void **st)
         c.body_len = strlen(bodies[i]);
         assert_string_equal(tok_identity("/auth/token", &c), "ip:203.0.113.2");
     }
+    /* A body the caller already parsed is read instead of the raw text. */
+    json_t *parsed[] = {json_pack("{s:s}", "refresh_token", r1), json_pack("[s]", r1),
+                        json_pack("{s:i}", "refresh_token", 5),
+                        json_pack("{s:s}", "refresh_token", a2)};
+    const char *want[] = {w1, "ip:203.0.113.2", "ip:203.0.113.2", "ip:203.0.113.2"};
+    for (size_t i = 0; i < sizeof parsed / sizeof *parsed; i++) {
+        c = (struct ratelimit_caller){.client_ip = "203.0.113.2",
+                                      .body = body,
+                                      .body_len = strlen(body),
+                                      .body_json = parsed[i]};
+        assert_string_equal(tok_identity("/auth/token", &c), want[i]);
+        json_decref(parsed[i]);
+    }
     free(r1);
     free(a2);
     free(r_expired);
