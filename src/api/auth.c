@@ -158,6 +158,7 @@ static void reply_token_pair(struct http_req *r, const struct auth_tokens *t)
 {
     struct buf b;
     buf_init(&b, 3 * JWT_MAX_TOKEN_LEN);
+    buf_reserve(&b, strlen(t->access_token) + strlen(t->refresh_token) + 80); /* one allocation */
     buf_puts(&b, "{\"access_token\":\"");
     buf_json_escape(&b, t->access_token, JWT_MAX_TOKEN_LEN);
     buf_puts(&b, "\",\"refresh_token\":\"");

@@ -55,3 +55,84 @@ bool jsonbody_parse(const char *ct, const char *body, size_t len, json_t **out, 
     *out = j;
     return true;
 }
+
+static bool json_ws(char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+static bool plain_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '-' || c == '.';
+}
+
+struct span {
+    size_t at, len;
+};
+
+static size_t skip_ws(const char *p, size_t i, size_t n)
+{
+    while (i < n && json_ws(p[i]))
+        i++;
+    return i;
+}
+
+/* A string of plain characters at p[*i] (no escapes possible), *i moved past
+ * its closing quote. */
+static bool plain_string(const char *p, size_t n, size_t *i, struct span *out)
+{
+    if (*i >= n || p[*i] != '"')
+        return false;
+    size_t j = *i + 1;
+    while (j < n && plain_char(p[j]))
+        j++;
+    if (j >= n || p[j] != '"')
+        return false;
+    *out = (struct span){*i + 1, j - *i - 1};
+    *i = j + 1;
+    return true;
+}
+
+json_t *jsonbody_parse_simple(const char *p, size_t n)
+{
+    struct span keys[JSONBODY_SIMPLE_MAX], vals[JSONBODY_SIMPLE_MAX];
+    size_t i = skip_ws(p, 0, n), count = 0;
+    if (i >= n || p[i] != '{')
+        return NULL;
+    i = skip_ws(p, i + 1, n);
+    for (;;) {
+        if (count == JSONBODY_SIMPLE_MAX || !plain_string(p, n, &i, &keys[count]))
+            return NULL;
+        i = skip_ws(p, i, n);
+        if (i >= n || p[i] != ':')
+            return NULL;
+        i = skip_ws(p, i + 1, n);
+        if (!plain_string(p, n, &i, &vals[count]))
+            return NULL;
+        count++;
+        i = skip_ws(p, i, n);
+        if (i < n && p[i] == ',') {
+            i = skip_ws(p, i + 1, n);
+            continue;
+        }
+        if (i < n && p[i] == '}')
+            break;
+        return NULL;
+    }
+    if (skip_ws(p, i + 1, n) != n)
+        return NULL;
+    for (size_t a = 0; a < count; a++)
+        for (size_t b = a + 1; b < count; b++)
+            if (keys[a].len == keys[b].len &&
+                memcmp(p + keys[a].at, p + keys[b].at, keys[a].len) == 0)
+                return NULL; /* jansson refuses it, with its own message */
+    json_t *o = json_object();
+    for (size_t k = 0; o && k < count; k++)
+        if (json_object_setn_new_nocheck(o, p + keys[k].at, keys[k].len,
+                                         json_stringn_nocheck(p + vals[k].at, vals[k].len)) != 0) {
+            json_decref(o);
+            o = NULL;
+        }
+    return o;
+}

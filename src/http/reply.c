@@ -2,6 +2,7 @@
  * §3.1–§3.3), and the `request_completed` access log (config-ops §7). */
 #include "http/http.h"
 #include "http/http_int.h"
+#include "http/jsonbody.h"
 #include "util/log.h"
 #include "util/mem.h"
 #include "util/str.h"
@@ -75,6 +76,8 @@ json_t *http_req_body_json(struct http_req *r)
     if (!r->body_json_done) {
         r->body_json_done = true;
         if (r->body.len > 0)
+            r->body_json = jsonbody_parse_simple(r->body.data, r->body.len);
+        if (r->body.len > 0 && !r->body_json)
             r->body_json = json_loadb(r->body.data, r->body.len, JSON_REJECT_DUPLICATES, NULL);
     }
     return r->body_json;

@@ -353,11 +353,12 @@ static void test_keyed_vs_openssl(void **st)
     (void)st;
     const char *purposes[] = {CRYPTO_PURPOSE_REFRESH_TOKEN, CRYPTO_PURPOSE_OTP};
     for (int i = 0; i < 200; i++) {
-        char secret[200], msg[120];
+        char secret[200], msg[1200];
         size_t slen = (size_t)(i * 7 % 199);
         for (size_t j = 0; j < slen; j++)
             secret[j] = (char)(1 + (i * 31 + (int)j) % 255);
-        size_t mlen = (size_t)(i % 119);
+        /* 0..118 bytes, then multi-block messages up to 1,190 (refresh tokens) */
+        size_t mlen = i < 119 ? (size_t)i : (size_t)(i * 97 % 1191);
         for (size_t j = 0; j < mlen; j++)
             msg[j] = (char)('!' + (i + (int)j) % 90);
         msg[mlen] = '\0';

@@ -165,6 +165,105 @@ static void test_json_body_rules(void **st)
     assert_false(jsonbody_parse("text/plain", "{}", 2, &j, problem, sizeof problem));
 }
 
+/* The fast path either declines or agrees with jansson exactly: the
+ * refresh-body shape, whitespace variants, every near miss (escapes,
+ * other characters, numbers, nesting, duplicates, trailing bytes) and
+ * random mutations of them. */
+static void check_simple(const char *text, size_t len, bool want_fast)
+{
+    json_t *fast = jsonbody_parse_simple(text, len);
+    json_t *ref = json_loadb(text, len, JSON_REJECT_DUPLICATES, NULL);
+    if (want_fast)
+        assert_non_null(fast);
+    if (fast) {
+        if (!ref || !json_equal(fast, ref))
+            fail_msg("fast path disagrees with jansson on: %.*s", (int)len, text);
+    }
+    json_decref(fast);
+    json_decref(ref);
+}
+
+static void test_json_simple_matches_jansson(void **st)
+{
+    (void)st;
+    static const char *const accepted[] = {
+        "{\"refresh_token\":\"eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiIxIn0.c2ln-_x\"}",
+        " {\r\n\t\"a\" :\"b\" , \"c\":\"\" }\n",
+        "{\"\":\"x\"}",
+        "{\"a\":\"1\",\"b\":\"2\",\"c\":\"3\",\"d\":\"4\"}",
+    };
+    for (size_t i = 0; i < sizeof accepted / sizeof *accepted; i++)
+        check_simple(accepted[i], strlen(accepted[i]), true);
+    static const char *const declined[] = {
+        "",
+        "{}",
+        "[]",
+        "{\"a\":\"b\"",
+        "{\"a\":\"b\"}x",
+        "{\"a\":\"b\",}",
+        "{\"a\":\"b\"}}",
+        "{\"a\":\"b\\n\"}",
+        "{\"a\":\"b c\"}",
+        "{\"a\":\"b/c\"}",
+        "{\"a\":\"\xc3\xa9\"}",
+        "{\"a\":1}",
+        "{\"a\":null}",
+        "{\"a\":{\"b\":\"c\"}}",
+        "{\"a\":\"b\",\"a\":\"c\"}",
+        "{\"a\" \"b\"}",
+        "{a:\"b\"}",
+        "{\"a\":\"1\",\"b\":\"2\",\"c\":\"3\",\"d\":\"4\",\"e\":\"5\"}",
+        "\xef\xbb\xbf{\"a\":\"b\"}",
+        "{\"a\":\"b\"}\v",
+        "{\"a\"\f:\"b\"}",
+        "{\"a\":'b'}",
+    };
+    for (size_t i = 0; i < sizeof declined / sizeof *declined; i++) {
+        json_t *fast = jsonbody_parse_simple(declined[i], strlen(declined[i]));
+        if (fast)
+            fail_msg("fast path took: %s", declined[i]);
+    }
+    /* Embedded NUL: declined, and the length is respected. */
+    check_simple("{\"a\":\"b\"}\0", 10, false);
+    assert_null(jsonbody_parse_simple("{\"a\":\"b\0\"}", 10));
+    check_simple("{\"a\":\"b\"}garbage", 9, true);
+    /* Mutations of the accepted shapes: any byte replaced, inserted, removed. */
+    static const char alphabet[] = "{}[]\":, \t\r\n\\/aZ09_-.x\x01\x7f\xc3\xa9";
+    unsigned seed = 12345;
+    for (size_t i = 0; i < sizeof accepted / sizeof *accepted; i++) {
+        size_t n = strlen(accepted[i]);
+        for (int round = 0; round < 4000; round++) {
+            char buf[256];
+            memcpy(buf, accepted[i], n);
+            size_t len = n;
+            for (int k = 0; k < 1 + round % 3; k++) {
+                seed = seed * 1103515245u + 12345u;
+                size_t pos = (seed >> 8) % (len + 1);
+                char c = alphabet[(seed >> 20) % (sizeof alphabet - 1)];
+                switch ((seed >> 4) % 3) {
+                case 0:
+                    if (pos < len)
+                        buf[pos] = c;
+                    break;
+                case 1:
+                    if (len < sizeof buf) {
+                        memmove(buf + pos + 1, buf + pos, len - pos);
+                        buf[pos] = c;
+                        len++;
+                    }
+                    break;
+                default:
+                    if (pos < len) {
+                        memmove(buf + pos, buf + pos + 1, len - pos - 1);
+                        len--;
+                    }
+                }
+            }
+            check_simple(buf, len, false);
+        }
+    }
+}
+
 static void test_metrics_render(void **st)
 {
     (void)st;
@@ -204,9 +303,13 @@ static void test_metrics_render(void **st)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_router_match),    cmocka_unit_test(test_router_bad_pattern),
-        cmocka_unit_test(test_clientip),        cmocka_unit_test(test_json_content_types),
-        cmocka_unit_test(test_json_body_rules), cmocka_unit_test(test_metrics_render),
+        cmocka_unit_test(test_router_match),
+        cmocka_unit_test(test_router_bad_pattern),
+        cmocka_unit_test(test_clientip),
+        cmocka_unit_test(test_json_content_types),
+        cmocka_unit_test(test_json_body_rules),
+        cmocka_unit_test(test_metrics_render),
+        cmocka_unit_test(test_json_simple_matches_jansson),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
