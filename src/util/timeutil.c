@@ -21,6 +21,34 @@ int64_t time_mono_us(void)
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+/* Writes v as exactly n digits (v < 10^n). */
+static char *put_digits(char *p, int64_t v, int n)
+{
+    for (int i = n - 1; i >= 0; i--) {
+        p[i] = (char)('0' + v % 10);
+        v /= 10;
+    }
+    return p + n;
+}
+
+/* Inverse of days_from_civil (H. Hinnant's algorithm): proleptic Gregorian
+ * date of a day count since 1970-01-01. */
+static void civil_from_days(int64_t z, int64_t *y, int *m, int *d)
+{
+    z += 719468;
+    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+    int64_t doe = z - era * 146097;
+    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    int64_t mp = (5 * doy + 2) / 153;
+    *d = (int)(doy - (153 * mp + 2) / 5 + 1);
+    *m = (int)(mp < 10 ? mp + 3 : mp - 9);
+    *y = yoe + era * 400 + (*m <= 2);
+}
+
+/* Digits written by hand: gmtime_r takes glibc's time-zone lock even for
+ * UTC, and snprintf is most of the rest; a refresh formats about eight
+ * timestamps. */
 void time_format(int64_t us, enum time_style style, char out[TIME_STR_MAX])
 {
     int64_t sec = us / 1000000, frac = us % 1000000;
@@ -28,21 +56,38 @@ void time_format(int64_t us, enum time_style style, char out[TIME_STR_MAX])
         frac += 1000000;
         sec -= 1;
     }
-    time_t t = (time_t)sec;
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    /* Four-digit years like ISO 8601 / Python's isoformat (strftime's %Y
-     * writes year 1 as "1", which no parser here reads back). */
-    int n = snprintf(out, TIME_STR_MAX, "%04d-%02d-%02dT%02d:%02d:%02d", tm.tm_year + 1900,
-                     tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
-    if (n < 0 || n >= TIME_STR_MAX)
-        n = 0;
+    int64_t days = sec / 86400, rem = sec % 86400;
+    if (rem < 0) {
+        rem += 86400;
+        days -= 1;
+    }
+    int64_t y;
+    int m, d;
+    civil_from_days(days, &y, &m, &d);
+    char *p = out;
+    if (y >= 0 && y <= 9999) {
+        p = put_digits(p, y, 4);
+    } else {
+        /* Outside ISO 8601's four digits: what "%04d" printed before. */
+        int n = snprintf(p, TIME_STR_MAX - 24, "%04lld", (long long)y);
+        p += n > 0 && n < TIME_STR_MAX - 24 ? n : 0;
+    }
+    *p++ = '-';
+    p = put_digits(p, m, 2);
+    *p++ = '-';
+    p = put_digits(p, d, 2);
+    *p++ = 'T';
+    p = put_digits(p, rem / 3600, 2);
+    *p++ = ':';
+    p = put_digits(p, rem / 60 % 60, 2);
+    *p++ = ':';
+    p = put_digits(p, rem % 60, 2);
+    if (style == TIME_STYLE_DB || style == TIME_STYLE_LOG || frac) {
+        *p++ = '.';
+        p = put_digits(p, frac, 6);
+    }
     const char *zone = (style == TIME_STYLE_Z || style == TIME_STYLE_DB) ? "Z" : "+00:00";
-    bool fixed = style == TIME_STYLE_DB || style == TIME_STYLE_LOG;
-    if (fixed || frac)
-        snprintf(out + n, (size_t)(TIME_STR_MAX - n), ".%06lld%s", (long long)frac, zone);
-    else
-        snprintf(out + n, (size_t)(TIME_STR_MAX - n), "%s", zone);
+    memcpy(p, zone, strlen(zone) + 1);
 }
 
 static bool digits(const char **p, int n, int *out)

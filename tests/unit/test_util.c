@@ -90,6 +90,69 @@ static void test_buf_json_escape(void **st)
     buf_free(&b);
 }
 
+/* The formatting time_format replaced: gmtime_r + snprintf. */
+static void ref_time_format(int64_t us, enum time_style style, char out[TIME_STR_MAX])
+{
+    int64_t sec = us / 1000000, frac = us % 1000000;
+    if (frac < 0) {
+        frac += 1000000;
+        sec -= 1;
+    }
+    time_t t = (time_t)sec;
+    struct tm tm;
+    assert_non_null(gmtime_r(&t, &tm));
+    int n = snprintf(out, TIME_STR_MAX, "%04d-%02d-%02dT%02d:%02d:%02d", tm.tm_year + 1900,
+                     tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    const char *zone = (style == TIME_STYLE_Z || style == TIME_STYLE_DB) ? "Z" : "+00:00";
+    if (style == TIME_STYLE_DB || style == TIME_STYLE_LOG || frac)
+        snprintf(out + n, (size_t)(TIME_STR_MAX - n), ".%06lld%s", (long long)frac, zone);
+    else
+        snprintf(out + n, (size_t)(TIME_STR_MAX - n), "%s", zone);
+}
+
+static void test_time_format_matches_gmtime(void **st)
+{
+    (void)st;
+    char got[TIME_STR_MAX], want[TIME_STR_MAX];
+    const int64_t day = 86400LL * 1000000;
+    const int64_t fixed[] = {0,
+                             -1,
+                             1,
+                             999999,
+                             -999999,
+                             -1000000,
+                             day - 1,
+                             -day,
+                             951782400LL * 1000000,             /* 2000-02-29 */
+                             4107456000LL * 1000000,            /* 2100-02-28 */
+                             253402300799LL * 1000000 + 999999, /* 9999-12-31T23:59:59.999999 */
+                             253402300800LL * 1000000,          /* 10000-01-01 */
+                             -62135596800LL * 1000000 - 1,      /* just before 0001-01-01 */
+                             -62167219200LL * 1000000,          /* 0000-01-01 */
+                             -62198755200LL * 1000000};         /* -0001-01-01 */
+    uint64_t x = 88172645463325252ULL;
+    for (int i = 0; i < 200000; i++) {
+        int64_t us;
+        if (i < (int)(sizeof fixed / sizeof *fixed)) {
+            us = fixed[i];
+        } else {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            /* years about -300 .. 10300, and every fraction shape */
+            us = (int64_t)(x % 334000000000ULL) * 1000000 - 71000000000LL * 1000000;
+            if (i % 3)
+                us += (int64_t)((x >> 40) % 1000000);
+        }
+        for (int style = TIME_STYLE_Z; style <= TIME_STYLE_LOG; style++) {
+            time_format(us, (enum time_style)style, got);
+            ref_time_format(us, (enum time_style)style, want);
+            if (strcmp(got, want) != 0)
+                fail_msg("%lld style %d: got %s, want %s", (long long)us, style, got, want);
+        }
+    }
+}
+
 static void test_time_formats(void **st)
 {
     (void)st;
@@ -245,6 +308,7 @@ int main(void)
         cmocka_unit_test(test_buf_limit_sticky),
         cmocka_unit_test(test_buf_json_escape),
         cmocka_unit_test(test_time_formats),
+        cmocka_unit_test(test_time_format_matches_gmtime),
         cmocka_unit_test(test_uuid),
         cmocka_unit_test(test_uuid_v7),
         cmocka_unit_test(test_utf8),
