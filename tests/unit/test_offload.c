@@ -147,6 +147,10 @@ static void test_offload_chain(void **st)
     g_release = true;
     pthread_cond_broadcast(&g_cv);
     pthread_mutex_unlock(&g_mu);
+    for (int queued = 1, running = 1; queued || running;) {
+        usleep(1000); /* the held job and the waiting one drain */
+        workq_stats(g_second_q, &queued, &running);
+    }
     assert_int_equal(get(port, "/chain", body, sizeof body), 200);
     assert_string_equal(body, "queued");
     assert_int_equal(get(port, "/silent", body, sizeof body), 500);
