@@ -19,9 +19,10 @@ struct wb_file {
     sqlite3_file *real; /* the default VFS's file, allocated right after */
     unsigned char *buf;
     size_t len, cap;
-    sqlite3_int64 off; /* file offset of buf[0] */
-    sqlite3_int64 end; /* end of the furthest byte handed to the real file */
-    bool commit;       /* buf ends with a commit frame's header */
+    sqlite3_int64 off;          /* file offset of buf[0] */
+    sqlite3_int64 end;          /* end of the furthest byte handed to the real file */
+    sqlite3_int64 page_through; /* offset right after a header written through */
+    bool commit;                /* buf ends with a commit frame's header */
 };
 
 #define WB_HDR ((sizeof(struct wb_file) + 15) & ~(size_t)15)
@@ -82,10 +83,20 @@ static int wb_write(sqlite3_file *file, const void *p, int amt, sqlite3_int64 of
         /* Only appends past everything written are buffered: a write over
          * existing bytes (the file header of a restarted log, checksums
          * rewritten by walRewriteChecksums, frames after a rollback) goes
-         * straight through, so nothing published can sit in the buffer. */
-        if (off < f->end || off < WAL_FILE_HDR || (size_t)amt > WALBUF_MAX_BYTES) {
+         * straight through, so nothing published can sit in the buffer.
+         * A frame's page follows its header through even when it starts at
+         * or past `end` (a file that ended mid-frame, after a crash or a
+         * failed write): the commit mark is read from the header only when
+         * the header is buffered, so a page must never be buffered behind a
+         * header that was not. */
+        bool page_of_through = off == f->page_through;
+        f->page_through = -1;
+        if (off < f->end || off < WAL_FILE_HDR || (size_t)amt > WALBUF_MAX_BYTES ||
+            page_of_through) {
             if (off < WAL_FILE_HDR)
                 f->end = 0; /* a new log starts at the header */
+            if (amt == WAL_FRAME_HDR)
+                f->page_through = off + amt;
             return real_write(f, p, amt, off);
         }
         f->off = off;
@@ -233,6 +244,7 @@ static int wb_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *file, int f
     struct wb_file *f = wb(file);
     memset(f, 0, sizeof *f);
     f->real = (sqlite3_file *)((char *)f + WB_HDR);
+    f->page_through = -1;
     int e = wb_real->xOpen(wb_real, name, f->real, flags, out_flags);
     if (e != SQLITE_OK)
         return e; /* base.pMethods stays NULL: SQLite will not call xClose */

@@ -13,6 +13,10 @@
  *     close, locks, file controls), so SQLite never observes the buffer;
  *   - when a write is not contiguous with the buffer, or the buffer would
  *     exceed WALBUF_MAX_BYTES (a large transaction spilling frames).
+ * Writes over bytes already in the file go straight through, and so does
+ * the page of a frame whose header did: a page is never buffered unless its
+ * header is, so every commit page either joins its (marked) header or is on
+ * the file when its xWrite returns.
  * A crash before a flush loses only frames of a commit that had not
  * finished, which SQLite already treats as never written. Every other file
  * (database, journal, temp) is the default VFS's own object, untouched.

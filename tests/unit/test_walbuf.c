@@ -258,6 +258,62 @@ static void test_process_death_after_commit(void **state)
     sqlite3_close(h);
 }
 
+/* Driven through the VFS directly: a log left ending right after a frame
+ * header (a crash between SQLite's two writes of a frame), then a commit
+ * frame written there. Its header goes straight through (it overwrites
+ * bytes), so its page must too: when the page's xWrite returns, both are on
+ * the file, before SQLite would publish the commit. */
+static void test_commit_frame_across_old_end(void **state)
+{
+    (void)state;
+    char db[256], wal[256];
+    path_of("manual.db", db, sizeof db);
+    path_of("manual.db-wal", wal, sizeof wal);
+    FILE *fp = fopen(db, "w");
+    assert_non_null(fp);
+    fclose(fp);
+    enum { PAGE = 4096, HDR = 24 };
+    unsigned char page[PAGE], hdr[HDR] = {0}, filehdr[32] = {0};
+    memset(page, 0xab, sizeof page);
+    fp = fopen(wal, "w");
+    assert_non_null(fp);
+    assert_int_equal(fwrite(filehdr, 1, 32, fp), 32);
+    assert_int_equal(fwrite(hdr, 1, HDR, fp), HDR); /* frame 0: header only */
+    fclose(fp);
+
+    sqlite3_vfs *v = sqlite3_vfs_find(walbuf_vfs_name());
+    assert_non_null(v);
+    sqlite3_file *f = calloc(1, (size_t)v->szOsFile);
+    int out = 0;
+    assert_int_equal(v->xOpen(v, wal, f, SQLITE_OPEN_READWRITE | SQLITE_OPEN_WAL, &out), SQLITE_OK);
+    hdr[7] = 1; /* database size after commit: 1 page → a commit frame */
+    assert_int_equal(f->pMethods->xWrite(f, hdr, HDR, 32), SQLITE_OK);
+    assert_int_equal(f->pMethods->xWrite(f, page, PAGE, 32 + HDR), SQLITE_OK);
+    FILE *rd = fopen(wal, "rb");
+    assert_non_null(rd);
+    unsigned char back[32 + HDR + PAGE];
+    assert_int_equal(fread(back, 1, sizeof back, rd), sizeof back);
+    fclose(rd);
+    assert_int_equal(back[32 + 7], 1);
+    assert_memory_equal(back + 32 + HDR, page, PAGE);
+
+    /* The next frames append past the old end: buffered again, one write. */
+    g_wal_writes = 0;
+    hdr[7] = 0;
+    assert_int_equal(f->pMethods->xWrite(f, hdr, HDR, 32 + HDR + PAGE), SQLITE_OK);
+    assert_int_equal(f->pMethods->xWrite(f, page, PAGE, 32 + 2 * HDR + PAGE), SQLITE_OK);
+    hdr[7] = 2;
+    assert_int_equal(f->pMethods->xWrite(f, hdr, HDR, 32 + 2 * (HDR + PAGE)), SQLITE_OK);
+    assert_int_equal(g_wal_writes, 0);
+    assert_int_equal(f->pMethods->xWrite(f, page, PAGE, 32 + 3 * HDR + 2 * PAGE), SQLITE_OK);
+    assert_int_equal(g_wal_writes, 1);
+    sqlite3_int64 size = 0;
+    assert_int_equal(f->pMethods->xFileSize(f, &size), SQLITE_OK);
+    assert_int_equal(size, 32 + 3 * (HDR + PAGE));
+    assert_int_equal(f->pMethods->xClose(f), SQLITE_OK);
+    free(f);
+}
+
 static void cleanup(void)
 {
     char cmd[128];
@@ -284,6 +340,7 @@ int main(void)
         cmocka_unit_test(test_reader_sees_each_commit),
         cmocka_unit_test(test_large_and_spilled),
         cmocka_unit_test(test_process_death_after_commit),
+        cmocka_unit_test(test_commit_frame_across_old_end),
     };
     return cmocka_run_group_tests_name("walbuf", tests, NULL, NULL);
 }
