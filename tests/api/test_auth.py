@@ -366,38 +366,29 @@ def test_bcrypt_hash_verifies_and_is_rehashed(app, smtp, backend):
     assert login(app, "imported@example.com", "Legacy!pass1").status_code == 200
 
 
-def test_imported_unkeyed_refresh_verifier_rotates_to_keyed(app, smtp, backend):
+def test_imported_unkeyed_refresh_verifier_rotates_to_keyed(app, smtp, world):
     """data-model §11.1: a session row holding the unkeyed verifier (lowercase
     hex SHA-256 of the raw token, from an imported user base) still refreshes;
     the rotation stores the keyed form. Logout finds such a row too."""
-    if backend != "sqlite":
-        pytest.skip("plants an imported verifier through the SQLite file")
     import hashlib
-    import sqlite3
+    from adminlib import sql
     register(app, smtp, "unkeyed@example.com")
-    db = app.env["DATABASE__URL"][len("sqlite:///"):]
+    of_user = ("user_id = (SELECT id FROM users WHERE email = 'unkeyed@example.com') "
+               "AND revoked_at IS NULL")
 
     def plant(token):
-        unkeyed = hashlib.sha256(token.encode()).hexdigest()
-        con = sqlite3.connect(db)
-        with con:
-            n = con.execute("UPDATE sessions SET hashed_refresh_token = ? "
-                            "WHERE hashed_refresh_token != ? AND user_id = "
-                            "(SELECT id FROM users WHERE email = 'unkeyed@example.com') "
-                            "AND revoked_at IS NULL", (unkeyed, unkeyed)).rowcount
-        con.close()
-        assert n == 1
+        unkeyed = hashlib.sha256(token.encode()).hexdigest()  # hex: safe as a literal
+        sql(app, world, f"UPDATE sessions SET hashed_refresh_token = '{unkeyed}' WHERE {of_user}")
+        planted = sql(app, world, "SELECT count(*) FROM sessions WHERE hashed_refresh_token = "
+                                  f"'{unkeyed}' AND {of_user}")
+        assert str(planted[0][0]) == "1"
         return unkeyed
 
     first = login(app, "unkeyed@example.com").json()
     unkeyed = plant(first["refresh_token"])
     r = app.post("/auth/token", json={"refresh_token": first["refresh_token"]})
     assert r.status_code == 200, r.text
-    con = sqlite3.connect(db)
-    stored = con.execute("SELECT hashed_refresh_token FROM sessions WHERE user_id = "
-                         "(SELECT id FROM users WHERE email = 'unkeyed@example.com')"
-                         ).fetchone()[0]
-    con.close()
+    stored = sql(app, world, f"SELECT hashed_refresh_token FROM sessions WHERE {of_user}")[0][0]
     assert stored != unkeyed and len(stored) == 64
     assert stored != hashlib.sha256(r.json()["refresh_token"].encode()).hexdigest()
     # the unkeyed token was spent by the rotation
