@@ -73,13 +73,12 @@ json_t *http_req_json(struct http_req *r)
 
 json_t *http_req_body_json(struct http_req *r)
 {
-    if (!r->body_json_done) {
-        r->body_json_done = true;
-        if (r->body.len > 0)
-            r->body_json = jsonbody_parse_simple(r->body.data, r->body.len);
-        if (r->body.len > 0 && !r->body_json)
+    if (!r->body_json_done && r->body.len > 0) {
+        r->body_json = jsonbody_parse_simple(r->body.data, r->body.len);
+        if (!r->body_json)
             r->body_json = json_loadb(r->body.data, r->body.len, JSON_REJECT_DUPLICATES, NULL);
     }
+    r->body_json_done = true;
     return r->body_json;
 }
 
