@@ -160,7 +160,11 @@ def test_lockout_ladder_and_retry_after(app, smtp):
 
 
 def test_refresh_bad_input(app):
-    for body in (b"{", b"[]", b'{"refresh_token": 5}', b'{"refresh_token": "short"}', b"{}"):
+    dup = b'{"refresh_token":"' + b"a" * 40 + b'","refresh_token":"' + b"b" * 40 + b'"}'
+    for body in (b"{", b"[]", b'{"refresh_token": 5}', b'{"refresh_token": "short"}', b"{}",
+                 dup,                                                   # duplicate member
+                 b'{"refresh_token":"' + b"a" * 40 + b'"}x',            # trailing bytes
+                 b'{"refresh_token":"' + b"a" * 40 + b'\xff"}'):        # invalid UTF-8
         r = app.post("/auth/token", content=body, headers={"Content-Type": "text/plain"})
         assert r.status_code == 422 and r.json()["code"] == "invalid_credentials", body
     r = app.post("/auth/token", json={"refresh_token": "x" * 40})
