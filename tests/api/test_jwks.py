@@ -200,7 +200,9 @@ def test_concurrent_bootstrap_race_on_postgres(cli_env, world):
     import subprocess
     import time
 
-    env, wd = cli_env()
+    # The first process waits on the lock until the second one queues too; the
+    # default 5 s statement timeout ended that wait under a loaded CI run.
+    env, wd = cli_env({"DATABASE__STATEMENT_TIMEOUT_MS": "120000"})
     assert run_cli(["migrate"], env, wd).returncode == 0
     dbname = env["DATABASE__URL"].rsplit("/", 1)[1]
     holder = subprocess.Popen(
