@@ -411,6 +411,21 @@ static void test_params(void **state)
         db_exec(c, "SELECT CAST($2 AS text) || CAST($1 AS text) || CAST($2 AS text)", 2, ab, &r));
     assert_string_equal(db_res_get(r, 0, 0), "bab");
     db_res_free(r);
+    /* Two-digit numbers, in reverse order of use. */
+    char vals[12][4];
+    struct db_param many[12];
+    for (int i = 0; i < 12; i++) {
+        snprintf(vals[i], sizeof vals[i], "v%d", i + 1);
+        many[i] = DBP_T(vals[i]);
+    }
+    assert_ok(db_exec(c,
+                      "SELECT CAST($12 AS text) || CAST($11 AS text) || CAST($10 AS text) || "
+                      "CAST($9 AS text) || CAST($8 AS text) || CAST($7 AS text) || "
+                      "CAST($6 AS text) || CAST($5 AS text) || CAST($4 AS text) || "
+                      "CAST($3 AS text) || CAST($2 AS text) || CAST($1 AS text)",
+                      12, many, &r));
+    assert_string_equal(db_res_get(r, 0, 0), "v12v11v10v9v8v7v6v5v4v3v2v1");
+    db_res_free(r);
     /* Parameter count must match the SQL. */
     assert_rc(db_exec(c, "SELECT CAST($1 AS text)", 2, ab, NULL), RC_INVALID);
     assert_true(db_exec(c, "SELECT CAST($1 AS text)", 0, NULL, NULL) != RC_OK);
