@@ -412,7 +412,7 @@ static void test_params(void **state)
     assert_string_equal(db_res_get(r, 0, 0), "bab");
     db_res_free(r);
     /* Two-digit numbers, in reverse order of use. */
-    char vals[12][4];
+    char vals[12][16];
     struct db_param many[12];
     for (int i = 0; i < 12; i++) {
         snprintf(vals[i], sizeof vals[i], "v%d", i + 1);
