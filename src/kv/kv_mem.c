@@ -47,8 +47,8 @@ struct ent {
             size_t len;
         } str;
         struct {
-            int64_t *ts; /* owned, ascending */
-            size_t n, cap;
+            int64_t *ts; /* owned ring: n ascending entries from ts[head] */
+            size_t head, n, cap;
         } log;
         struct {
             struct member *m; /* owned, unordered; found by hash then bytes */
@@ -419,12 +419,21 @@ static rc_t mem_ttl(struct kv *kv, const char *key, size_t klen, int64_t *out_ms
 }
 
 /* First index in ts[0..n) whose value is > v. */
-static size_t upper_bound(const int64_t *ts, size_t n, int64_t v)
+/* The log is a ring so that hits sliding out of the window cost O(1),
+ * not a move of every live hit (a limit near KV_WINDOW_LIMIT_MAX holds
+ * ~800 KB of them). */
+static int64_t *log_at(struct ent *e, size_t i)
 {
-    size_t lo = 0, hi = n;
+    return &e->u.log.ts[(e->u.log.head + i) % e->u.log.cap];
+}
+
+/* Number of entries <= v (entries are ascending). */
+static size_t log_upper_bound(struct ent *e, int64_t v)
+{
+    size_t lo = 0, hi = e->u.log.n;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        if (ts[mid] <= v)
+        if (*log_at(e, mid) <= v)
             lo = mid + 1;
         else
             hi = mid;
@@ -432,32 +441,42 @@ static size_t upper_bound(const int64_t *ts, size_t n, int64_t v)
     return lo;
 }
 
+static void log_grow(struct ent *e, int64_t limit)
+{
+    size_t cap = e->u.log.cap ? e->u.log.cap * 2 : 4;
+    if (cap > (size_t)limit)
+        cap = (size_t)limit;
+    int64_t *ts = xmalloc(cap * sizeof *ts);
+    for (size_t i = 0; i < e->u.log.n; i++)
+        ts[i] = *log_at(e, i);
+    free(e->u.log.ts);
+    e->u.log.ts = ts;
+    e->u.log.cap = cap;
+    e->u.log.head = 0;
+}
+
 /* The §10.5 step on a log entry; the caller holds the shard lock. */
 static void log_hit(struct ent *e, int64_t now_ms, int64_t window_ms, int64_t limit,
                     bool *out_allowed, int64_t *out_retry_after_ms)
 {
-    int64_t *ts = e->u.log.ts;
-    size_t drop = upper_bound(ts, e->u.log.n, now_ms - window_ms);
+    size_t drop = log_upper_bound(e, now_ms - window_ms);
     if (drop) {
-        memmove(ts, ts + drop, (e->u.log.n - drop) * sizeof *ts);
+        e->u.log.head = (e->u.log.head + drop) % e->u.log.cap;
         e->u.log.n -= drop;
     }
     if ((int64_t)e->u.log.n >= limit) {
         *out_allowed = false;
-        *out_retry_after_ms = ts[0] + window_ms - now_ms;
+        *out_retry_after_ms = *log_at(e, 0) + window_ms - now_ms;
         return;
     }
-    if (e->u.log.n == e->u.log.cap) {
-        size_t cap = e->u.log.cap ? e->u.log.cap * 2 : 4;
-        if (cap > (size_t)limit)
-            cap = (size_t)limit;
-        e->u.log.ts = ts = xrealloc(ts, cap * sizeof *ts);
-        e->u.log.cap = cap;
-    }
-    /* Callers' clocks may disagree slightly: insert in order, not at the end. */
-    size_t at = upper_bound(ts, e->u.log.n, now_ms);
-    memmove(ts + at + 1, ts + at, (e->u.log.n - at) * sizeof *ts);
-    ts[at] = now_ms;
+    if (e->u.log.n == e->u.log.cap)
+        log_grow(e, limit);
+    /* Callers' clocks may disagree slightly: insert in order, not at the
+     * end (the shift is over the few later entries only). */
+    size_t at = log_upper_bound(e, now_ms);
+    for (size_t i = e->u.log.n; i > at; i--)
+        *log_at(e, i) = *log_at(e, i - 1);
+    *log_at(e, at) = now_ms;
     e->u.log.n++;
     *out_allowed = true;
     *out_retry_after_ms = 0;

@@ -615,6 +615,64 @@ static void test_window_semantics(void **state)
     hit(f, k, T + 5000, W, 3, false, W);
 }
 
+/* Reference model of the §10.5 sliding log: a plain sorted array. */
+struct wmodel {
+    int64_t ts[256];
+    int n;
+};
+
+static void model_hit(struct wmodel *m, int64_t now, int64_t w, int64_t limit, bool *allowed,
+                      int64_t *retry)
+{
+    int drop = 0;
+    while (drop < m->n && m->ts[drop] <= now - w)
+        drop++;
+    memmove(m->ts, m->ts + drop, (size_t)(m->n - drop) * sizeof m->ts[0]);
+    m->n -= drop;
+    if (m->n >= limit) {
+        *allowed = false;
+        *retry = m->ts[0] + w - now;
+        return;
+    }
+    int at = m->n;
+    while (at > 0 && m->ts[at - 1] > now)
+        at--;
+    memmove(m->ts + at + 1, m->ts + at, (size_t)(m->n - at) * sizeof m->ts[0]);
+    m->ts[at] = now;
+    m->n++;
+    *allowed = true;
+    *retry = 0;
+}
+
+/* Long runs against the model: logs that fill, slide and refill (so the
+ * in-process ring wraps and grows), hits a few ms in the past (callers'
+ * clocks differ), quiet gaps longer than the window. */
+static void test_window_model(void **state)
+{
+    struct fx *f = *state;
+    char k[96];
+    const int64_t W = 1000, limits[] = {1, 3, 37, 200};
+    uint64_t seed = 12345;
+    for (size_t li = 0; li < sizeof limits / sizeof limits[0]; li++) {
+        char name[32];
+        snprintf(name, sizeof name, "window_model_%zu", li);
+        mk(f, k, sizeof k, name);
+        struct wmodel m = {.n = 0};
+        int64_t now = 1000000;
+        for (int i = 0; i < 4000; i++) {
+            seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+            unsigned r = (unsigned)(seed >> 33);
+            now += r % 16 == 0   ? -(int64_t)((r >> 4) % 5)
+                   : r % 97 == 0 ? 1500
+                                 : (int64_t)((r >> 4) % 10);
+            bool want_allowed;
+            int64_t want_retry;
+            model_hit(&m, now, W, limits[li], &want_allowed, &want_retry);
+            hit(f, k, now, W, limits[li], want_allowed, want_retry);
+        }
+    }
+}
+
 static void test_window_not_recorded(void **state)
 {
     struct fx *f = *state;
@@ -1202,6 +1260,7 @@ static void test_redis_unreachable(void **state)
         cmocka_unit_test_setup(test_incr_concurrent, per_test_setup),                              \
         cmocka_unit_test_setup(test_window_semantics, per_test_setup),                             \
         cmocka_unit_test_setup(test_window_not_recorded, per_test_setup),                          \
+        cmocka_unit_test_setup(test_window_model, per_test_setup),                                 \
         cmocka_unit_test_setup(test_window_expiry, per_test_setup),                                \
         cmocka_unit_test_setup(test_window_concurrent, per_test_setup),                            \
         cmocka_unit_test_setup(test_wrong_type, per_test_setup),                                   \
