@@ -418,7 +418,6 @@ static rc_t mem_ttl(struct kv *kv, const char *key, size_t klen, int64_t *out_ms
     return RC_OK;
 }
 
-/* First index in ts[0..n) whose value is > v. */
 /* The log is a ring so that hits sliding out of the window cost O(1),
  * not a move of every live hit (a limit near KV_WINDOW_LIMIT_MAX holds
  * ~800 KB of them). */
