@@ -452,8 +452,9 @@ static void test_enum_checks(void **state)
         rc = db_exec(c, outbox_sql, 3, p, NULL);
         if (rc != RC_CONSTRAINT)
             fail_msg("email_outbox.status '%s': %s", bad[i], rc_str(rc));
-        rc =
-            strcmp(bad[i], "delivered") == 0 ? RC_CONSTRAINT : db_exec(c, delivery_sql, 4, p, NULL);
+        if (strcmp(bad[i], "delivered") == 0) /* a valid delivery status */
+            continue;
+        rc = db_exec(c, delivery_sql, 4, p, NULL);
         if (rc != RC_CONSTRAINT)
             fail_msg("webhook_deliveries.status '%s': %s", bad[i], rc_str(rc));
     }
