@@ -12,12 +12,20 @@ CFLAGS  ?= -O2 -g
 CFLAGS  += -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE $(WARN) -Isrc -Ibuild/gen $(PKG_CFLAGS) -pthread -MMD -MP
 LDLIBS  += $(PKG_LIBS) -pthread -lm
 
+# The server binary allocates through jemalloc (docs/http.md, "Allocator"):
+# MALLOC=libc builds it on glibc malloc instead. Sanitizer builds always use
+# the sanitizer's allocator; unit tests use glibc's.
+MALLOC  ?= jemalloc
 ifneq ($(SANITIZE),)
 BUILD   := build-asan
 CFLAGS  += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all -O1
 LDFLAGS += -fsanitize=$(SANITIZE)
 else
 BUILD   := build
+ifeq ($(MALLOC),jemalloc)
+SERVER_LIBS := -ljemalloc
+CFLAGS  += -DAUTHD_JEMALLOC
+endif
 endif
 
 SRC      := $(shell find src -name '*.c' | sort)
@@ -55,7 +63,7 @@ $(BUILD)/libauthd.a: $(OBJ)
 	ar rcs $@ $^
 
 $(BUILD)/authd: $(BUILD)/obj/src/main.o $(BUILD)/libauthd.a
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(SERVER_LIBS) $(LDLIBS)
 
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libauthd.a
 	@mkdir -p $(dir $@)
