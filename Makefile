@@ -13,7 +13,8 @@ CFLAGS  += -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE $(WARN) -Isrc -I
 LDLIBS  += $(PKG_LIBS) -pthread -lm
 
 # The server binary allocates through jemalloc (docs/http.md, "Allocator"):
-# MALLOC=libc builds it on glibc malloc instead. Sanitizer builds always use
+# MALLOC=libc builds it on glibc malloc instead (remove build/authd first:
+# the link does not depend on the variable). Sanitizer builds always use
 # the sanitizer's allocator; unit tests use glibc's.
 MALLOC  ?= jemalloc
 ifneq ($(SANITIZE),)
@@ -24,7 +25,6 @@ else
 BUILD   := build
 ifeq ($(MALLOC),jemalloc)
 SERVER_LIBS := -ljemalloc
-CFLAGS  += -DAUTHD_JEMALLOC
 endif
 endif
 
