@@ -13,8 +13,7 @@ CFLAGS  += -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE $(WARN) -Isrc -I
 LDLIBS  += $(PKG_LIBS) -pthread -lm
 
 # The server binary allocates through jemalloc (docs/http.md, "Allocator"):
-# MALLOC=libc builds it on glibc malloc instead (remove build/authd first:
-# the link does not depend on the variable). Sanitizer builds always use
+# MALLOC=libc builds it on glibc malloc instead. Sanitizer builds always use
 # the sanitizer's allocator; unit tests use glibc's.
 MALLOC  ?= jemalloc
 ifneq ($(SANITIZE),)
@@ -62,8 +61,15 @@ $(BUILD)/libauthd.a: $(OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/authd: $(BUILD)/obj/src/main.o $(BUILD)/libauthd.a
-	$(CC) $(LDFLAGS) -o $@ $^ $(SERVER_LIBS) $(LDLIBS)
+# One stamp per allocator choice, so switching MALLOC relinks the server.
+MALLOC_STAMP := $(BUILD)/obj/malloc-$(MALLOC)
+$(MALLOC_STAMP):
+	@mkdir -p $(dir $@)
+	@rm -f $(BUILD)/obj/malloc-*
+	@touch $@
+
+$(BUILD)/authd: $(BUILD)/obj/src/main.o $(BUILD)/libauthd.a $(MALLOC_STAMP)
+	$(CC) $(LDFLAGS) -o $@ $(filter-out $(MALLOC_STAMP),$^) $(SERVER_LIBS) $(LDLIBS)
 
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libauthd.a
 	@mkdir -p $(dir $@)
